@@ -1,0 +1,172 @@
+//! The request pipeline: one call, from the first attempt to the last.
+//!
+//! For each attempt: check connectivity, check transport security, send, read the body within
+//! the size limit, turn an error status into a failure. A failed attempt is retried when the
+//! request is safe to repeat and the retry policy, asked with the failure's
+//! [`RetryClass`](crate::RetryClass), gives a delay. Going offline ends the wait early.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use tracing::{Instrument, debug, debug_span, warn};
+use url::Url;
+
+use crate::client::Shared;
+use crate::error::Problem;
+use crate::internal::error::Failure;
+use crate::internal::{redact, transport};
+use crate::retry::{self, RetryPolicy};
+use crate::{Error, Method, Response};
+
+/// A request with everything resolved, ready to be attempted any number of times.
+pub(crate) struct Prepared {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) has_idempotency_key: bool,
+}
+
+pub(crate) async fn execute(shared: &Shared, request: Prepared) -> Result<Response, Error> {
+    let span = debug_span!(
+        "request",
+        method = %request.method,
+        url = %redact::url(&request.url),
+    );
+    run(shared, request).instrument(span).await
+}
+
+async fn run(shared: &Shared, request: Prepared) -> Result<Response, Error> {
+    let retry_safe = retry::is_retry_safe(request.method, request.has_idempotency_key);
+    let started = Instant::now();
+    let mut attempt = 1;
+
+    loop {
+        let failure = match attempt_once(shared, &request).await {
+            Ok(response) => {
+                debug!(status = response.status(), attempt, "request succeeded");
+                return Ok(response.with_attempts(attempt));
+            }
+            Err(failure) => failure.into_public(),
+        };
+
+        let delay = retry_safe
+            .then(|| {
+                let class = failure.retry_class();
+                request
+                    .retry
+                    .delay_after(attempt, class, started.elapsed(), fastrand::f64())
+            })
+            .flatten();
+        let Some(delay) = delay else {
+            debug!(attempt, error = %failure, "request failed");
+            return Err(failure);
+        };
+        if failure.is_offline() {
+            return Err(failure);
+        }
+
+        warn!(attempt, delay_ms = delay.as_millis() as u64, error = %failure, "retrying request");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shared.connectivity.wait_offline() => return Err(Error::Offline),
+        }
+        attempt += 1;
+    }
+}
+
+async fn attempt_once(shared: &Shared, request: &Prepared) -> Result<Response, Failure> {
+    if !shared.connectivity.is_online() {
+        return Err(Failure::Offline);
+    }
+    transport::check_security(&request.url, shared.allow_insecure_http)?;
+
+    let mut builder = shared
+        .http
+        .request(request.method.to_http(), request.url.clone())
+        .headers(request.headers.clone());
+    if let Some(body) = &request.body {
+        builder = builder.body(body.clone());
+    }
+
+    let exchange = async {
+        let response = builder.send().await?;
+        read_response(response, request.method, shared.max_response_body).await
+    };
+    match tokio::time::timeout(request.timeout, exchange).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(Failure::Timeout),
+    }
+}
+
+async fn read_response(
+    mut response: reqwest::Response,
+    method: Method,
+    limit: u64,
+) -> Result<Response, Failure> {
+    let status = response.status().as_u16();
+    let url = response.url().clone();
+    let mut headers = std::mem::take(response.headers_mut());
+    for (name, value) in headers.iter_mut() {
+        if redact::is_sensitive_header(name) {
+            value.set_sensitive(true);
+        }
+    }
+
+    let body = if method == Method::Head {
+        Bytes::new()
+    } else {
+        read_body(response, limit).await?
+    };
+
+    if status >= 400 {
+        return Err(status_failure(status, &headers, &body));
+    }
+    Ok(Response::new(status, headers, body, url))
+}
+
+async fn read_body(mut response: reqwest::Response, limit: u64) -> Result<Bytes, Failure> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit)
+    {
+        return Err(Failure::BodyTooLarge { limit });
+    }
+
+    let expected = response.content_length().unwrap_or(0).min(64 * 1024);
+    let mut body = BytesMut::with_capacity(expected as usize);
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(Failure::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn status_failure(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            let media_type = value.split(';').next().unwrap_or_default().trim();
+            media_type.eq_ignore_ascii_case("application/problem+json")
+                || media_type.eq_ignore_ascii_case("application/json")
+        });
+    let problem = is_json.then(|| Problem::from_json(body)).flatten();
+
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| retry::parse_retry_after(value, SystemTime::now()));
+
+    Failure::Status {
+        status,
+        problem: problem.map(Box::new),
+        retry_after,
+    }
+}
