@@ -1,0 +1,208 @@
+//! The router: every route of the contract, and the layers around them.
+//!
+//! A request passes, from the outside in, through the fault middleware (which
+//! counts it and may fail it on purpose), the compression layer, and then the
+//! route's handler. Unknown paths and wrong methods end in the fallbacks, so
+//! that they too answer with a problem body.
+//!
+//! This module also holds the small helpers the handlers share: reading a
+//! request body with a size limit, and reading query parameters.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Query;
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version};
+use axum::middleware;
+use axum::routing::{any, get, post};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+
+use crate::db::Db;
+use crate::faults::{self, Faults};
+use crate::problem::Problem;
+use crate::stats::Stats;
+use crate::{control, fixtures, todos};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    /// The SQLite store.
+    pub db: Db,
+
+    /// The fault rules set through `/_control/faults`.
+    pub faults: Arc<Faults>,
+
+    /// The request counters.
+    pub stats: Arc<Stats>,
+}
+
+impl AppState {
+    /// Creates the state around an opened database.
+    pub(crate) fn new(db: Db) -> Self {
+        Self {
+            db,
+            faults: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+}
+
+/// A response extension that keeps the compression layer away from a response.
+///
+/// Streamed endpoints set it so that a client sees their chunks as they are sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Uncompressed;
+
+/// Builds the router with all routes and layers.
+pub(crate) fn router(state: AppState) -> Router {
+    let compression = CompressionLayer::new()
+        .gzip(true)
+        .br(true)
+        .compress_when(DefaultPredicate::new().and(is_compressible));
+
+    Router::new()
+        .route("/health", get(fixtures::health))
+        .route("/todos", get(todos::list).post(todos::create))
+        .route(
+            "/todos/{id}",
+            get(todos::fetch)
+                .put(todos::replace)
+                .patch(todos::update)
+                .delete(todos::remove),
+        )
+        .route("/echo", any(fixtures::echo))
+        .route("/redirect", get(fixtures::redirect))
+        .route("/large", get(fixtures::large))
+        .route("/status/{code}", get(fixtures::status))
+        .route("/slow", get(fixtures::slow))
+        .route("/xml", get(fixtures::xml))
+        .route(
+            "/_control/faults",
+            post(control::add_fault).delete(control::clear_faults),
+        )
+        .route("/_control/stats", get(control::stats))
+        .route("/_control/reset", post(control::reset))
+        .fallback(not_found)
+        // Applies to the routes above only, so it must come after them.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(compression)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::middleware,
+        ))
+        .with_state(state)
+}
+
+fn is_compressible(_: StatusCode, _: Version, _: &HeaderMap, extensions: &Extensions) -> bool {
+    extensions.get::<Uncompressed>().is_none()
+}
+
+async fn not_found(uri: Uri) -> Problem {
+    Problem::not_found(uri.path(), format!("there is nothing at {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        uri.path(),
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Reads a whole request body, refusing one longer than `limit` bytes with a 413 problem.
+pub(crate) async fn read_body(body: Body, limit: usize, instance: &str) -> Result<Bytes, Problem> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::new();
+
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|_| Problem::bad_request(instance, "the request body could not be read"))?;
+
+        if buffer.len() + chunk.len() > limit {
+            return Err(Problem::status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                instance,
+                format!("the request body is larger than {limit} bytes"),
+            ));
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+
+    Ok(buffer.freeze())
+}
+
+/// The decoded query parameters of one request.
+#[derive(Debug)]
+pub(crate) struct QueryParams {
+    params: HashMap<String, String>,
+}
+
+impl QueryParams {
+    /// Decodes the query of `uri`; a query that cannot be decoded is a 400 problem.
+    pub(crate) fn from_uri(uri: &Uri) -> Result<Self, Problem> {
+        let Query(params) = Query::<HashMap<String, String>>::try_from_uri(uri)
+            .map_err(|err| Problem::bad_request(uri.path(), err.body_text()))?;
+
+        Ok(Self { params })
+    }
+
+    /// The raw value of a parameter.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// Parses a parameter, which may be absent; an unparsable value is a 400 problem.
+    pub(crate) fn parse<T: FromStr>(
+        &self,
+        name: &str,
+        expected: &str,
+        instance: &str,
+    ) -> Result<Option<T>, Problem> {
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+
+        raw.parse()
+            .map(Some)
+            .map_err(|_| Problem::bad_request(instance, format!("`{name}` must be {expected}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_parse_and_report_the_parameter() {
+        let uri: Uri = "/large?bytes=12&chunked=true&bad=x".parse().unwrap();
+
+        let params = QueryParams::from_uri(&uri).unwrap();
+        let bytes: Option<u64> = params.parse("bytes", "a number", "/large").unwrap();
+        let missing: Option<u64> = params.parse("nope", "a number", "/large").unwrap();
+        let bad = params
+            .parse::<u64>("bad", "a number", "/large")
+            .unwrap_err();
+
+        assert_eq!(bytes, Some(12));
+        assert_eq!(missing, None);
+        assert_eq!(params.get("chunked"), Some("true"));
+        assert_eq!(bad.http_status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn read_body_enforces_the_limit() {
+        let small = read_body(Body::from("hello"), 5, "/echo").await.unwrap();
+        let large = read_body(Body::from("hello!"), 5, "/echo")
+            .await
+            .unwrap_err();
+
+        assert_eq!(small, "hello");
+        assert_eq!(large.http_status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

@@ -1,0 +1,125 @@
+//! Request counters that tests read back through `GET /_control/stats`.
+//!
+//! A request is counted as it arrives, before any fault is applied, so a test
+//! can tell how many attempts a client really made. The `/slow` endpoint adds
+//! its own counters to show whether a streamed body was read to the end or
+//! dropped half way.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use axum::http::Method;
+use serde::Serialize;
+
+/// The server's counters, shared by every connection.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    counters: Mutex<Counters>,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Counters {
+    /// Every request outside `/_control`.
+    pub total: u64,
+
+    /// Requests per `"METHOD /path"`, the path as sent and without its query.
+    pub by_route: BTreeMap<String, u64>,
+
+    /// The life of `/slow` bodies.
+    pub slow: SlowCounters,
+
+    /// Fault rules that fired.
+    pub faults_injected: u64,
+}
+
+/// How `/slow` responses ended.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct SlowCounters {
+    /// Handlers that began.
+    pub started: u64,
+
+    /// Bodies whose last chunk was produced.
+    pub completed: u64,
+
+    /// Bodies dropped before their last chunk, because the client went away.
+    pub aborted: u64,
+}
+
+impl Stats {
+    /// Counts one arriving request.
+    pub(crate) fn record_request(&self, method: &Method, path: &str) {
+        let mut counters = self.lock();
+        counters.total += 1;
+        *counters
+            .by_route
+            .entry(format!("{method} {path}"))
+            .or_default() += 1;
+    }
+
+    /// Counts a fault rule that fired.
+    pub(crate) fn record_fault(&self) {
+        self.lock().faults_injected += 1;
+    }
+
+    /// Counts a `/slow` handler that began.
+    pub(crate) fn record_slow_started(&self) {
+        self.lock().slow.started += 1;
+    }
+
+    /// Counts a `/slow` body that produced its last chunk.
+    pub(crate) fn record_slow_completed(&self) {
+        self.lock().slow.completed += 1;
+    }
+
+    /// Counts a `/slow` body dropped before its last chunk.
+    pub(crate) fn record_slow_aborted(&self) {
+        self.lock().slow.aborted += 1;
+    }
+
+    /// Returns a copy of the counters.
+    pub(crate) fn snapshot(&self) -> Counters {
+        self.lock().clone()
+    }
+
+    /// Sets every counter back to zero.
+    pub(crate) fn reset(&self) {
+        *self.lock() = Counters::default();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Counters> {
+        // Counters stay consistent even if a holder panicked: each update is one step.
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_method_and_path() {
+        let stats = Stats::default();
+
+        stats.record_request(&Method::GET, "/todos");
+        stats.record_request(&Method::GET, "/todos");
+        stats.record_request(&Method::POST, "/todos");
+        let counters = stats.snapshot();
+
+        assert_eq!(counters.total, 3);
+        assert_eq!(counters.by_route["GET /todos"], 2);
+        assert_eq!(counters.by_route["POST /todos"], 1);
+    }
+
+    #[test]
+    fn reset_zeroes_everything() {
+        let stats = Stats::default();
+        stats.record_request(&Method::GET, "/slow");
+        stats.record_slow_started();
+        stats.record_fault();
+
+        stats.reset();
+
+        assert_eq!(stats.snapshot(), Counters::default());
+    }
+}
