@@ -97,3 +97,33 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_a_panic_becomes_an_internal_error() {
+        let outcome = RUNTIME.block_on(run(async { panic!("boom") as Result<(), _> }, None));
+
+        assert!(matches!(outcome, Err(RoundtripError::Internal { .. })));
+    }
+
+    #[test]
+    fn test_a_cancelled_token_stops_the_work() {
+        let token = CancellationToken::new();
+        let (finished_tx, finished_rx) = std::sync::mpsc::channel();
+        let work = async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            finished_tx.send(()).ok();
+            Ok(())
+        };
+
+        token.cancel();
+        let outcome = RUNTIME.block_on(run(work, Some(token)));
+
+        assert!(matches!(outcome, Err(RoundtripError::Cancelled { .. })));
+        let aborted = finished_rx.recv_timeout(std::time::Duration::from_millis(500));
+        assert!(aborted.is_err(), "the work ran on after cancellation");
+    }
+}

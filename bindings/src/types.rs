@@ -5,7 +5,9 @@ use std::time::Duration;
 use roundtrip::RetryPolicy;
 
 /// One HTTP header.
-#[derive(uniffi::Record, Clone, Debug, PartialEq, Eq)]
+///
+/// Deliberately not `Debug`: header values carry credentials.
+#[derive(uniffi::Record, Clone, PartialEq, Eq)]
 pub struct Header {
     /// The header's name, case-insensitive.
     pub name: String,
@@ -53,7 +55,7 @@ pub struct RetryConfig {
 }
 
 /// Settings for a [`crate::Client`]. Only `base_url` is required.
-#[derive(uniffi::Record, Clone, Debug)]
+#[derive(uniffi::Record, Clone)]
 pub struct ClientConfig {
     /// The backend's base URL; relative request paths are appended to its path.
     pub base_url: String,
@@ -84,7 +86,7 @@ pub struct ClientConfig {
 }
 
 /// One request.
-#[derive(uniffi::Record, Clone, Debug)]
+#[derive(uniffi::Record, Clone)]
 pub struct Request {
     /// The method.
     pub method: Method,
@@ -108,7 +110,7 @@ pub struct Request {
 }
 
 /// A successful response (status below 400).
-#[derive(uniffi::Record, Clone, Debug)]
+#[derive(uniffi::Record, Clone)]
 pub struct Response {
     /// The HTTP status code.
     pub status: u16,
