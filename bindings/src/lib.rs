@@ -8,6 +8,11 @@
 //! the foreign side drops the future, which is what Kotlin coroutine cancellation and Swift task
 //! cancellation do: cancelling on the app's side stops the request in Rust.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "RoundtripError crosses the FFI by value; UniFFI cannot lift a boxed record"
+)]
+
 mod client;
 mod error;
 mod logging;
