@@ -10,6 +10,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use url::Url;
 
+use crate::auth::{
+    Credentials, Engine, KeychainStore, OAuthConfig, OAuthFlows, RefreshRules, Session,
+    SystemClock, TokenStore,
+};
 use crate::connectivity::Connectivity;
 use crate::internal::error::Failure;
 use crate::internal::{redact, transport};
@@ -51,6 +55,13 @@ pub(crate) struct Shared {
     pub(crate) retry: RetryPolicy,
     pub(crate) connectivity: Connectivity,
     pub(crate) storage_dir: Option<PathBuf>,
+    pub(crate) auth: Option<Auth>,
+}
+
+/// How requests of a client are authenticated.
+pub(crate) enum Auth {
+    Static(Credentials),
+    OAuth(Arc<Engine>),
 }
 
 impl Client {
@@ -115,6 +126,17 @@ impl Client {
         &self.shared.connectivity
     }
 
+    /// The OAuth session, when the client was built with
+    /// [`ClientBuilder::oauth`].
+    pub fn session(&self) -> Option<Session> {
+        match &self.shared.auth {
+            Some(Auth::OAuth(engine)) => Some(Session {
+                engine: Arc::clone(engine),
+            }),
+            _ => None,
+        }
+    }
+
     /// The base URL that relative request paths are resolved against.
     pub fn base_url(&self) -> &Url {
         &self.shared.base_url
@@ -150,6 +172,10 @@ pub struct ClientBuilder {
     max_response_body: u64,
     retry: RetryPolicy,
     extra_roots: Vec<CertificateDer<'static>>,
+    credentials: Option<Credentials>,
+    oauth: Option<OAuthConfig>,
+    token_store: Option<Arc<dyn TokenStore>>,
+    refresh_rules: RefreshRules,
     error: Option<Failure>,
 }
 
@@ -166,8 +192,42 @@ impl ClientBuilder {
             max_response_body: DEFAULT_MAX_RESPONSE_BODY,
             retry: RetryPolicy::default(),
             extra_roots: Vec::new(),
+            credentials: None,
+            oauth: None,
+            token_store: None,
+            refresh_rules: RefreshRules::default(),
             error: None,
         }
+    }
+
+    /// Authenticates every request to the client's own origin with an API key or a fixed
+    /// bearer token.
+    pub fn credentials(mut self, credentials: Credentials) -> ClientBuilder {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Authenticates requests with an OAuth 2.0 session, driven through
+    /// [`Client::session`]. A session stored by an earlier run is picked up.
+    pub fn oauth(mut self, config: OAuthConfig) -> ClientBuilder {
+        self.refresh_rules.margin = config.refresh_margin;
+        self.oauth = Some(config);
+        self
+    }
+
+    /// Where the OAuth session's tokens are kept. Default: the platform's secure store
+    /// ([`KeychainStore`]); on Android, supply one backed by the Android Keystore.
+    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> ClientBuilder {
+        self.token_store = Some(store);
+        self
+    }
+
+    /// Limits token refreshes to `max` within `window`; more fail fast with
+    /// [`Error::RefreshThrottled`]. Default: 5 per minute.
+    pub fn refresh_limit(mut self, max: usize, window: Duration) -> ClientBuilder {
+        self.refresh_rules.max_refreshes = max.max(1);
+        self.refresh_rules.window = window;
+        self
     }
 
     /// How long to wait for a connection to be established. Default: 10 s.
@@ -278,6 +338,30 @@ impl ClientBuilder {
             extra_roots: self.extra_roots,
         })?;
 
+        let auth = match (self.credentials, self.oauth) {
+            (Some(_), Some(_)) => {
+                let message = "a client takes credentials or an OAuth session, not both";
+                return Err(Failure::Invalid(message.into()).into());
+            }
+            (Some(credentials), None) => {
+                check_credentials(&credentials)?;
+                Some(Auth::Static(credentials))
+            }
+            (None, Some(config)) => {
+                let store = match self.token_store {
+                    Some(store) => store,
+                    None => {
+                        let account = config.store_account(&base_url);
+                        Arc::new(KeychainStore::new("dev.roundtrip.session", &account)?)
+                    }
+                };
+                let flows = OAuthFlows::new(http.clone(), config, self.allow_insecure_http);
+                let engine = Engine::new(flows, store, Arc::new(SystemClock), self.refresh_rules);
+                Some(Auth::OAuth(Arc::new(engine)))
+            }
+            (None, None) => None,
+        };
+
         let shared = Shared {
             http,
             base_url,
@@ -288,6 +372,7 @@ impl ClientBuilder {
             retry: self.retry,
             connectivity: Connectivity::default(),
             storage_dir: self.storage_dir,
+            auth,
         };
         Ok(Client {
             shared: Arc::new(shared),
@@ -296,6 +381,19 @@ impl ClientBuilder {
 
     fn keep_first_error(&mut self, failure: Failure) {
         self.error.get_or_insert(failure);
+    }
+}
+
+fn check_credentials(credentials: &Credentials) -> Result<(), Failure> {
+    match credentials {
+        Credentials::ApiKeyHeader { name, key } => parse_header(name, key.expose()).map(|_| ()),
+        Credentials::BearerToken(token) => {
+            parse_header("authorization", &format!("Bearer {}", token.expose())).map(|_| ())
+        }
+        Credentials::ApiKeyQuery { name, .. } if name.is_empty() => Err(Failure::Invalid(
+            "the API key parameter needs a name".into(),
+        )),
+        Credentials::ApiKeyQuery { .. } => Ok(()),
     }
 }
 

@@ -82,6 +82,42 @@ pub enum Error {
     #[error("could not decode the response body: {0}")]
     Decode(String),
 
+    /// No user is signed in, or the server ended the session (it rejected the refresh token).
+    ///
+    /// Show the sign-in screen. The SDK never reports this for a timeout, a connection failure
+    /// or a server error during a refresh: those keep the session and are reported as such.
+    #[error("sign-in required")]
+    SignInRequired,
+
+    /// The authorization server refused a sign-in step: wrong password (`invalid_grant`), the
+    /// user denied access (`access_denied`), the device code expired (`expired_token`), or the
+    /// redirect did not match the sign-in in progress (`invalid_state`).
+    ///
+    /// Tell the user and let them try again.
+    #[error("{}", describe_oauth(error, description.as_deref()))]
+    OAuth {
+        /// The OAuth error code (RFC 6749, section 5.2, and RFC 8628).
+        error: String,
+        /// The server's human-readable description, if any.
+        description: Option<String>,
+    },
+
+    /// Token refreshes were stopped because there were too many in a short time, which means
+    /// the server keeps rejecting fresh tokens. The session is kept.
+    ///
+    /// Try again after `retry_after`.
+    #[error("token refreshes are throttled for {retry_after:?}")]
+    RefreshThrottled {
+        /// How long until a refresh is allowed again.
+        retry_after: Duration,
+    },
+
+    /// The secure token store could not be read or written.
+    ///
+    /// The platform's keychain may be locked or unavailable; the session in memory is kept.
+    #[error("token storage failed: {0}")]
+    Storage(String),
+
     /// Something failed inside the SDK that should not have. Please report it.
     #[error("internal error: {0}")]
     Internal(String),
@@ -114,7 +150,11 @@ impl Error {
                 (408 | 429 | 500 | 502 | 503 | 504, _) => RetryClass::Now,
                 _ => RetryClass::Never,
             },
+            Error::RefreshThrottled { retry_after } => RetryClass::After(*retry_after),
             Error::InvalidInput(_)
+            | Error::SignInRequired
+            | Error::OAuth { .. }
+            | Error::Storage(_)
             | Error::InsecureTransport { .. }
             | Error::BodyTooLarge { .. }
             | Error::Decode(_)
@@ -213,6 +253,13 @@ impl fmt::Display for Problem {
             (None, Some(detail)) => f.write_str(detail),
             (None, None) => f.write_str(&self.problem_type),
         }
+    }
+}
+
+fn describe_oauth(error: &str, description: Option<&str>) -> String {
+    match description {
+        Some(description) => format!("OAuth error {error}: {description}"),
+        None => format!("OAuth error {error}"),
     }
 }
 

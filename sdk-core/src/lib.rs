@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 mod client;
 mod connectivity;
 mod error;

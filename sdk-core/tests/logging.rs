@@ -10,6 +10,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use roundtrip::auth::{KeychainStore, OAuthConfig, TokenStore};
 use roundtrip::{Client, RetryPolicy};
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
@@ -78,4 +79,103 @@ async fn test_logs_describe_requests_without_secrets() {
             "secret {n} leaked:\n{logs}"
         );
     }
+}
+
+#[tokio::test]
+async fn test_a_full_session_leaves_no_token_in_logs_or_files() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("roundtrip=trace,roundtrip_server=trace,warn")
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let server = roundtrip_server::start(roundtrip_server::Config {
+        database: Some(dir.path().join("server.sqlite3")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = server.base_url();
+    // The real platform store: the kernel keyring on Linux.
+    let account = format!("scan-{}", server.addr().port());
+    let store = Arc::new(KeychainStore::new("dev.roundtrip.tests", &account).unwrap());
+    let client = Client::builder(&url)
+        .storage_dir(dir.path().join("client"))
+        .oauth(OAuthConfig::discover("roundtrip-demo", &url).unwrap())
+        .token_store(store.clone())
+        .build()
+        .unwrap();
+    let control = reqwest_free_control(&url);
+    let session = client.session().unwrap();
+    let mut secrets = Vec::new();
+
+    session
+        .sign_in_with_password("alice", "wonderland")
+        .await
+        .unwrap();
+    secrets.extend(token_values(&*store));
+    control
+        .post("/_control/oauth/expire-access-tokens")
+        .json(&json!({}))
+        .await
+        .unwrap();
+    client.get("/me").await.unwrap();
+    secrets.extend(token_values(&*store));
+    session.sign_out().await.unwrap();
+    server.shutdown().await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("refreshing the access token"), "{logs}");
+    assert_eq!(secrets.len(), 4, "two access and two refresh tokens");
+    let files = all_files(dir.path());
+    assert!(
+        files
+            .iter()
+            .any(|(path, _)| path.ends_with("server.sqlite3"))
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a token leaked into the logs"
+        );
+        for (path, bytes) in &files {
+            let found = bytes
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes());
+            assert!(!found, "a token leaked into {path}");
+        }
+    }
+    assert!(
+        store.load().unwrap().is_none(),
+        "sign-out left tokens in the keyring"
+    );
+}
+
+fn reqwest_free_control(url: &str) -> Client {
+    Client::builder(url)
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .unwrap()
+}
+
+fn token_values(store: &dyn TokenStore) -> Vec<String> {
+    let tokens = store.load().unwrap().unwrap();
+    let mut values = vec![tokens.access_token.expose().to_owned()];
+    values.extend(tokens.refresh_token.map(|token| token.expose().to_owned()));
+    values
+}
+
+fn all_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(all_files(&path));
+        } else {
+            files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files
 }

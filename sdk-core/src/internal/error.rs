@@ -14,6 +14,8 @@ pub(crate) enum Failure {
     #[error(transparent)]
     Transport(#[from] reqwest::Error),
     #[error(transparent)]
+    Public(#[from] Error),
+    #[error(transparent)]
     Url(#[from] url::ParseError),
     #[error(transparent)]
     HeaderName(#[from] http::header::InvalidHeaderName),
@@ -54,6 +56,7 @@ impl Failure {
     pub(crate) fn into_public(self) -> Error {
         match self {
             Failure::Transport(error) => from_reqwest(error),
+            Failure::Public(error) => error,
             Failure::Url(error) => Error::InvalidInput(format!("invalid URL: {error}")),
             Failure::HeaderName(error) => Error::InvalidInput(format!("header name: {error}")),
             Failure::HeaderValue(error) => Error::InvalidInput(format!("header value: {error}")),

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::HeaderValue;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use tracing::{Instrument, debug, debug_span, warn};
 use url::Url;
 
-use crate::client::Shared;
+use crate::auth::Credentials;
+use crate::client::{Auth, Shared};
 use crate::error::Problem;
 use crate::internal::error::Failure;
 use crate::internal::{redact, transport};
@@ -44,15 +46,30 @@ async fn run(shared: &Shared, request: Prepared) -> Result<Response, Error> {
     let retry_safe = retry::is_retry_safe(request.method, request.has_idempotency_key);
     let started = Instant::now();
     let mut attempt = 1;
+    let mut reauthenticated = false;
 
     loop {
-        let failure = match attempt_once(shared, &request).await {
+        let (outcome, generation) = attempt_once(shared, &request).await;
+        let failure = match outcome {
             Ok(response) => {
                 debug!(status = response.status(), attempt, "request succeeded");
                 return Ok(response.with_attempts(attempt));
             }
             Err(failure) => failure.into_public(),
         };
+
+        // A 401 means the server did not act on the request, so any method may be resent once
+        // with a refreshed token. A token that was already replaced is not refreshed again.
+        if let (Some(generation), Some(Auth::OAuth(engine))) = (generation, &shared.auth)
+            && failure.status() == Some(401)
+            && !reauthenticated
+        {
+            debug!("access token rejected; refreshing");
+            engine.rejected(generation).await?;
+            reauthenticated = true;
+            attempt += 1;
+            continue;
+        }
 
         let delay = retry_safe
             .then(|| {
@@ -79,16 +96,74 @@ async fn run(shared: &Shared, request: Prepared) -> Result<Response, Error> {
     }
 }
 
-async fn attempt_once(shared: &Shared, request: &Prepared) -> Result<Response, Failure> {
-    if !shared.connectivity.is_online() {
-        return Err(Failure::Offline);
-    }
-    transport::check_security(&request.url, shared.allow_insecure_http)?;
+/// Makes one attempt. Also returns the generation of the OAuth token it sent, if any.
+async fn attempt_once(
+    shared: &Shared,
+    request: &Prepared,
+) -> (Result<Response, Failure>, Option<u64>) {
+    let mut generation = None;
+    let outcome = async {
+        if !shared.connectivity.is_online() {
+            return Err(Failure::Offline);
+        }
+        transport::check_security(&request.url, shared.allow_insecure_http)?;
 
+        let mut url = request.url.clone();
+        let mut headers = request.headers.clone();
+        if url.origin() == shared.base_url.origin() {
+            generation = authenticate(shared, &mut url, &mut headers).await?;
+        }
+        send(shared, request, url, headers).await
+    }
+    .await;
+    (outcome, generation)
+}
+
+/// Adds the client's credentials to a request for its own origin.
+async fn authenticate(
+    shared: &Shared,
+    url: &mut Url,
+    headers: &mut HeaderMap,
+) -> Result<Option<u64>, Failure> {
+    let bearer = |token: &str| -> Result<HeaderValue, Failure> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
+        value.set_sensitive(true);
+        Ok(value)
+    };
+
+    match &shared.auth {
+        None => Ok(None),
+        Some(Auth::Static(Credentials::ApiKeyHeader { name, key })) => {
+            let (name, value) = crate::client::parse_header(name, key.expose())?;
+            headers.insert(name, value);
+            Ok(None)
+        }
+        Some(Auth::Static(Credentials::ApiKeyQuery { name, key })) => {
+            url.query_pairs_mut().append_pair(name, key.expose());
+            Ok(None)
+        }
+        Some(Auth::Static(Credentials::BearerToken(token))) => {
+            headers.insert(AUTHORIZATION, bearer(token.expose())?);
+            Ok(None)
+        }
+        Some(Auth::OAuth(engine)) => {
+            let authorization = engine.authorization().await?;
+            headers.insert(AUTHORIZATION, bearer(authorization.token.expose())?);
+            Ok(Some(authorization.generation))
+        }
+    }
+}
+
+async fn send(
+    shared: &Shared,
+    request: &Prepared,
+    url: Url,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
     let mut builder = shared
         .http
-        .request(request.method.to_http(), request.url.clone())
-        .headers(request.headers.clone());
+        .request(request.method.to_http(), url)
+        .headers(headers);
     if let Some(body) = &request.body {
         builder = builder.body(body.clone());
     }

@@ -11,3 +11,4 @@ mod errors;
 mod http;
 mod retry;
 mod safety;
+mod session;

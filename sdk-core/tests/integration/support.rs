@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 pub struct Harness {
     pub server: RunningServer,
     pub client: Client,
-    control: Client,
+    pub control: Client,
 }
 
 impl Harness {
@@ -50,6 +50,16 @@ impl Harness {
             .send()
             .await
             .expect("fault rule accepted");
+    }
+
+    /// Posts a JSON body to a control endpoint, such as `/_control/oauth/settings`.
+    pub async fn control(&self, path: &str, body: Value) {
+        self.control
+            .post(path)
+            .json(&body)
+            .send()
+            .await
+            .expect("control call accepted");
     }
 
     /// The server's counters.
@@ -93,4 +103,15 @@ impl Harness {
             .json()
             .unwrap()
     }
+}
+
+/// A plain reqwest client, for playing a browser or another party in tests.
+pub fn raw_http(redirects: bool) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let policy = if redirects {
+        reqwest::redirect::Policy::default()
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    reqwest::Client::builder().redirect(policy).build().unwrap()
 }
