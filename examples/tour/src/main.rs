@@ -5,6 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use roundtrip::auth::{
+    KeychainStore, MemoryStore, OAuthConfig, Secret, SessionEvent, StoredTokens, TokenStore,
+};
 use roundtrip::{Client, Error, RetryPolicy};
 use roundtrip_server::Config;
 use serde_json::{Value, json};
@@ -41,6 +47,7 @@ async fn main() -> TourResult {
     typed_error(&client).await?;
     cancellation(&client, &control).await?;
     offline(&client, &control).await?;
+    sessions(&server.base_url(), &control).await?;
 
     server.shutdown().await;
     println!("\nDone: every step behaved as described.");
@@ -217,6 +224,98 @@ async fn offline(client: &Client, control: &Client) -> TourResult {
     let health = client.get("/health").await?;
     println!("   back online: GET /health -> {}", health.status());
     Ok(())
+}
+
+async fn sessions(base_url: &str, control: &Client) -> TourResult {
+    step(
+        7,
+        "Sessions: sign-in, one refresh for many requests, sign-out",
+    );
+    let (store, kept_in): (Arc<dyn TokenStore>, &str) =
+        match KeychainStore::new("dev.roundtrip.tour", base_url) {
+            Ok(store) if store.load().is_ok() => (Arc::new(store), "the platform keychain"),
+            _ => (
+                Arc::new(MemoryStore::default()),
+                "memory (no platform keychain here)",
+            ),
+        };
+    let client = Client::builder(base_url)
+        .oauth(OAuthConfig::discover("roundtrip-demo", base_url)?.scopes(["todos"]))
+        .token_store(store)
+        .build()?;
+    let session = client.session().ok_or("the client has no session")?;
+    let events = tokio::spawn(session.events().take(3).collect::<Vec<_>>());
+
+    session.sign_in_with_password("alice", "wonderland").await?;
+    let me: Value = client.get("/me").await?.json()?;
+    println!(
+        "   signed in as {} with the password grant; tokens kept in {kept_in}",
+        me["sub"]
+    );
+
+    control
+        .post("/_control/oauth/expire-access-tokens")
+        .json(&json!({}))
+        .await?;
+    println!("   the server expires every access token; now 200 requests at once:");
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get("/me").await.map(|r| r.status()) })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for request in requests {
+        if request.await?? == 200 {
+            succeeded += 1;
+        }
+    }
+    let refreshes = stats(control).await?["oauth"]["refresh_grants"].clone();
+    println!("   {succeeded} of 200 succeeded; token refreshes the server saw: {refreshes}");
+    check(
+        succeeded == 200 && refreshes == 1,
+        "one refresh served every request",
+    )?;
+
+    session.sign_out().await?;
+    let revocations = stats(control).await?["oauth"]["revocations"].clone();
+    let after = client.get("/me").await;
+    println!("   signed out: revocations at the server: {revocations}");
+    match &after {
+        Err(error) => println!("   GET /me after sign-out -> {error}"),
+        Ok(response) => println!("   GET /me after sign-out -> {}", response.status()),
+    }
+    check(
+        matches!(after, Err(Error::SignInRequired)),
+        "signed-out requests need sign-in",
+    )?;
+
+    let events = events.await?;
+    println!("   session events: {events:?}");
+    check(
+        events
+            == [
+                SessionEvent::SignedIn,
+                SessionEvent::Refreshed,
+                SessionEvent::SignedOut,
+            ],
+        "the events tell the story",
+    )
+}
+
+/// The platform keychain, if it accepts a write here (a Linux session may lack a usable kernel
+/// keyring; `scripts/test` runs its tests inside a fresh one).
+fn usable_keychain(base_url: &str) -> Option<KeychainStore> {
+    let store = KeychainStore::new("dev.roundtrip.tour", base_url).ok()?;
+    let probe = StoredTokens {
+        access_token: Secret::new("probe"),
+        refresh_token: None,
+        expires_at: None,
+        scope: None,
+    };
+    store.save(&probe).ok()?;
+    store.clear().ok()?;
+    Some(store)
 }
 
 /// Fails the tour when what it just showed is not what it claims.
