@@ -25,6 +25,7 @@ use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 
 use crate::db::Db;
 use crate::faults::{self, Faults};
+use crate::oauth::{self, OAuth};
 use crate::problem::Problem;
 use crate::stats::Stats;
 use crate::{control, fixtures, todos};
@@ -40,6 +41,9 @@ pub(crate) struct AppState {
 
     /// The request counters.
     pub stats: Arc<Stats>,
+
+    /// The OAuth settings that tests can change.
+    pub oauth: Arc<OAuth>,
 }
 
 impl AppState {
@@ -49,6 +53,7 @@ impl AppState {
             db,
             faults: Arc::default(),
             stats: Arc::default(),
+            oauth: Arc::default(),
         }
     }
 }
@@ -83,11 +88,48 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/slow", get(fixtures::slow))
         .route("/xml", get(fixtures::xml))
         .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(oauth::discovery::metadata),
+        )
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize::authorize).post(oauth::authorize::submit),
+        )
+        .route("/oauth/token", post(oauth::token::token))
+        .route("/oauth/revoke", post(oauth::revoke::revoke))
+        .route(
+            "/oauth/device_authorization",
+            post(oauth::device::device_authorization),
+        )
+        .route(
+            "/device",
+            get(oauth::device::verification_page).post(oauth::device::verification_submit),
+        )
+        .route("/me", get(oauth::userinfo::me))
+        .route(
             "/_control/faults",
             post(control::add_fault).delete(control::clear_faults),
         )
         .route("/_control/stats", get(control::stats))
         .route("/_control/reset", post(control::reset))
+        .route("/_control/oauth/settings", post(oauth::control::settings))
+        .route(
+            "/_control/oauth/expire-access-tokens",
+            post(oauth::control::expire_access_tokens),
+        )
+        .route("/_control/oauth/tokens", get(oauth::control::tokens))
+        .route(
+            "/_control/oauth/device/approve",
+            post(oauth::device::control_approve),
+        )
+        .route(
+            "/_control/oauth/device/deny",
+            post(oauth::device::control_deny),
+        )
         .fallback(not_found)
         // Applies to the routes above only, so it must come after them.
         .method_not_allowed_fallback(method_not_allowed)

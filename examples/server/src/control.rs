@@ -14,8 +14,9 @@ use tracing::info;
 
 use crate::app::{AppState, read_body};
 use crate::faults::FaultRule;
+use crate::oauth::store;
 use crate::problem::Problem;
-use crate::stats::{Counters, SlowCounters};
+use crate::stats::{Counters, OAuthCounters, SlowCounters};
 
 /// The largest fault rule body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -28,6 +29,16 @@ struct StatsBody {
     slow: SlowCounters,
     faults_injected: u64,
     todos: u64,
+    oauth: OAuthStats,
+}
+
+/// The `oauth` part of the stats: the handlers' counters and the grants in the store.
+#[derive(Debug, Serialize)]
+struct OAuthStats {
+    #[serde(flatten)]
+    counters: OAuthCounters,
+    grants_revoked: u64,
+    active_grants: u64,
 }
 
 /// `POST /_control/faults`: appends a fault rule.
@@ -53,10 +64,14 @@ pub(crate) async fn clear_faults(State(state): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// `GET /_control/stats`: the counters and the number of stored todos.
+/// `GET /_control/stats`: the counters, the number of stored todos and the state of grants.
 pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
     let todos = match state.db.count_todos().await {
         Ok(todos) => todos,
+        Err(err) => return err.into_problem(uri.path()).into_response(),
+    };
+    let grants = match state.db.run(|conn| Ok(store::counts(conn)?)).await {
+        Ok(counts) => counts,
         Err(err) => return err.into_problem(uri.path()).into_response(),
     };
 
@@ -65,6 +80,7 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         by_route,
         slow,
         faults_injected,
+        oauth,
     } = state.stats.snapshot();
     Json(StatsBody {
         total,
@@ -72,11 +88,16 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         slow,
         faults_injected,
         todos,
+        oauth: OAuthStats {
+            counters: oauth,
+            grants_revoked: grants.grants_revoked,
+            active_grants: grants.active_grants,
+        },
     })
     .into_response()
 }
 
-/// `POST /_control/reset`: deletes all data, rules and counts.
+/// `POST /_control/reset`: deletes all data, rules, counts and OAuth state and settings.
 pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     if let Err(err) = state.db.clear().await {
         return err.into_problem(uri.path()).into_response();
@@ -84,6 +105,7 @@ pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
 
     state.faults.clear();
     state.stats.reset();
+    state.oauth.reset();
     info!("server reset");
 
     StatusCode::NO_CONTENT.into_response()

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::Connection;
 use tracing::error;
 
+use crate::oauth;
 use crate::problem::Problem;
 
 const SCHEMA: &str = "
@@ -73,6 +74,7 @@ impl Db {
         };
 
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(oauth::store::SCHEMA)?;
 
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -105,13 +107,15 @@ impl Db {
         .await
     }
 
-    /// Deletes every todo and idempotency record, and restarts todo ids at 1.
+    /// Deletes every todo, idempotency record and piece of OAuth state, and
+    /// restarts todo and grant ids at 1.
     pub(crate) async fn clear(&self) -> Result<(), DbError> {
         self.run(|conn| {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM todos", [])?;
             tx.execute("DELETE FROM idempotency_keys", [])?;
             tx.execute("DELETE FROM sqlite_sequence WHERE name = 'todos'", [])?;
+            oauth::store::clear(&tx)?;
             tx.commit()?;
             Ok(())
         })

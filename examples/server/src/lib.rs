@@ -4,7 +4,9 @@
 //! exercise an HTTP client (echo, redirects, large and slow bodies, arbitrary
 //! statuses), idempotency keys on every write, and test controls under
 //! `/_control` that inject faults (error statuses, delays, TCP resets) and
-//! report what the server saw. `docs/server-contract.md` describes the contract
+//! report what the server saw. It is also an OAuth 2.0 authorization server
+//! guarding one resource, `/me`, for the SDK's sign-in and token refresh
+//! tests. `docs/server-contract.md` describes the contract
 //! for backend teams; this crate is what the SDK's tests run against.
 //!
 //! Tests embed it in-process:
@@ -27,6 +29,7 @@ mod db;
 mod faults;
 mod fixtures;
 mod idempotency;
+mod oauth;
 mod problem;
 mod stats;
 mod todos;

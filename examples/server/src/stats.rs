@@ -31,6 +31,25 @@ pub(crate) struct Counters {
 
     /// Fault rules that fired.
     pub faults_injected: u64,
+
+    /// What the OAuth endpoints saw.
+    pub oauth: OAuthCounters,
+}
+
+/// What the OAuth endpoints saw; the grant counts come from the database instead.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct OAuthCounters {
+    /// Requests that reached the token endpoint's handler, whatever their grant type or outcome.
+    pub token_requests: u64,
+
+    /// Token requests with `grant_type=refresh_token`, successful or not.
+    pub refresh_grants: u64,
+
+    /// Refresh tokens presented again after they were rotated.
+    pub refresh_reuse_detected: u64,
+
+    /// Requests that reached the revocation endpoint's handler.
+    pub revocations: u64,
 }
 
 /// How `/slow` responses ended.
@@ -77,6 +96,11 @@ impl Stats {
         self.lock().slow.aborted += 1;
     }
 
+    /// Changes the OAuth counters with `change`.
+    pub(crate) fn record_oauth(&self, change: impl FnOnce(&mut OAuthCounters)) {
+        change(&mut self.lock().oauth);
+    }
+
     /// Returns a copy of the counters.
     pub(crate) fn snapshot(&self) -> Counters {
         self.lock().clone()
@@ -117,6 +141,7 @@ mod tests {
         stats.record_request(&Method::GET, "/slow");
         stats.record_slow_started();
         stats.record_fault();
+        stats.record_oauth(|oauth| oauth.token_requests += 1);
 
         stats.reset();
 

@@ -1,0 +1,121 @@
+//! `GET /me`: the protected resource, guarded by bearer tokens (RFC 6750).
+//!
+//! A request without credentials gets a bare challenge; one whose token is
+//! unknown, expired or revoked gets `error="invalid_token"` so a client knows
+//! to refresh rather than to ask the user again. Both come with a problem body.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::store::{self, AccessCheck};
+use super::{REALM, digest, now_ms};
+use crate::app::AppState;
+use crate::problem::Problem;
+
+#[derive(Serialize)]
+struct MeBody {
+    sub: String,
+    scope: String,
+    grant_id: i64,
+}
+
+/// `GET /me`: who the access token speaks for.
+pub(crate) async fn me(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let instance = uri.path();
+    let Some(token) = bearer_token(&headers) else {
+        return unauthorized(instance, None);
+    };
+
+    let token = digest(token);
+    let now = now_ms();
+    let check = state
+        .db
+        .run(move |conn| Ok(store::check_access_token(conn, &token, now)?))
+        .await;
+
+    let reason = match check {
+        Ok(AccessCheck::Valid {
+            username,
+            scope,
+            grant_id,
+        }) => {
+            let body = MeBody {
+                sub: username,
+                scope,
+                grant_id,
+            };
+            let mut response = Json(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return response;
+        }
+        Ok(AccessCheck::Unknown) => "the access token is not valid",
+        Ok(AccessCheck::Expired) => "the access token has expired",
+        Ok(AccessCheck::Revoked) => "the access token has been revoked",
+        Err(err) => return err.into_problem(instance).into_response(),
+    };
+
+    unauthorized(instance, Some(reason))
+}
+
+/// The credential of an `Authorization: Bearer` header (RFC 6750 2.1), if there is one.
+///
+/// The scheme is case-insensitive; another scheme counts as no credentials.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// 401 with a bearer challenge, naming `invalid_token` when a token was presented.
+fn unauthorized(instance: &str, invalid_token: Option<&str>) -> Response {
+    let (challenge, detail) = match invalid_token {
+        None => (
+            format!("Bearer realm=\"{REALM}\""),
+            "this resource needs a bearer access token",
+        ),
+        Some(reason) => (
+            format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{reason}\""
+            ),
+            reason,
+        ),
+    };
+
+    let mut response = Problem::status(StatusCode::UNAUTHORIZED, instance, detail).into_response();
+    if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        assert_eq!(bearer_token(&headers("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&headers("bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&headers("Basic abc")), None);
+        assert_eq!(bearer_token(&headers("Bearer ")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+}
