@@ -52,6 +52,11 @@ mod internal;
 mod request;
 mod response;
 mod retry;
+#[allow(
+    dead_code,
+    reason = "used by the cache and push components as they land"
+)]
+mod storage;
 
 pub use client::{Client, ClientBuilder};
 pub use connectivity::Connectivity;
