@@ -1,8 +1,9 @@
 //! The router: every route of the contract, and the layers around them.
 //!
-//! A request passes, from the outside in, through the fault middleware (which
-//! counts it and may fail it on purpose), the compression layer, and then the
-//! route's handler. Unknown paths and wrong methods end in the fallbacks, so
+//! A request passes, from the outside in, through the cache counter (which
+//! counts requests to the cacheable resources), the fault middleware (which
+//! counts every request and may fail it on purpose), the compression layer,
+//! and then the route's handler. Unknown paths and wrong methods end in the fallbacks, so
 //! that they too answer with a problem body.
 //!
 //! This module also holds the small helpers the handlers share: reading a
@@ -17,12 +18,13 @@ use axum::body::Body;
 use axum::extract::Query;
 use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version};
 use axum::middleware;
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post, put};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 
+use crate::cache::{self, CacheResources};
 use crate::db::Db;
 use crate::faults::{self, Faults};
 use crate::oauth::{self, OAuth};
@@ -44,6 +46,9 @@ pub(crate) struct AppState {
 
     /// The OAuth settings that tests can change.
     pub oauth: Arc<OAuth>,
+
+    /// The cacheable resources that tests define.
+    pub cache: Arc<CacheResources>,
 }
 
 impl AppState {
@@ -54,13 +59,15 @@ impl AppState {
             faults: Arc::default(),
             stats: Arc::default(),
             oauth: Arc::default(),
+            cache: Arc::default(),
         }
     }
 }
 
 /// A response extension that keeps the compression layer away from a response.
 ///
-/// Streamed endpoints set it so that a client sees their chunks as they are sent.
+/// Streamed endpoints set it so that a client sees their chunks as they are sent, and the
+/// cacheable resources so that their bodies and headers stay exactly as defined.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Uncompressed;
 
@@ -87,6 +94,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/status/{code}", get(fixtures::status))
         .route("/slow", get(fixtures::slow))
         .route("/xml", get(fixtures::xml))
+        .route(
+            "/cache/resources/{name}",
+            get(cache::serve)
+                .post(cache::update)
+                .put(cache::update)
+                .patch(cache::update)
+                .delete(cache::update),
+        )
         .route(
             "/.well-known/oauth-authorization-server",
             get(oauth::discovery::metadata),
@@ -116,6 +131,8 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/_control/stats", get(control::stats))
         .route("/_control/reset", post(control::reset))
+        .route("/_control/cache/resources/{name}", put(cache::define))
+        .route("/_control/cache/resources", delete(cache::clear))
         .route("/_control/oauth/settings", post(oauth::control::settings))
         .route(
             "/_control/oauth/expire-access-tokens",
@@ -138,6 +155,8 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             faults::middleware,
         ))
+        // Outside the fault middleware, so that faulted requests are counted too.
+        .layer(middleware::from_fn_with_state(state.clone(), cache::count))
         .with_state(state)
 }
 

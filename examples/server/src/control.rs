@@ -1,5 +1,7 @@
 //! Test controls under `/_control`: fault rules, counters and a full reset.
 //!
+//! The controls of the cacheable resources live with them, in [`crate::cache`].
+//!
 //! These routes let a test arrange the server before it acts and check it
 //! afterwards. The fault middleware lets them through untouched: they are never
 //! faulted and never counted.
@@ -16,7 +18,7 @@ use crate::app::{AppState, read_body};
 use crate::faults::FaultRule;
 use crate::oauth::store;
 use crate::problem::Problem;
-use crate::stats::{Counters, OAuthCounters, SlowCounters};
+use crate::stats::{CacheCounters, Counters, OAuthCounters, SlowCounters};
 
 /// The largest fault rule body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -30,6 +32,7 @@ struct StatsBody {
     faults_injected: u64,
     todos: u64,
     oauth: OAuthStats,
+    cache: std::collections::BTreeMap<String, CacheCounters>,
 }
 
 /// The `oauth` part of the stats: the handlers' counters and the grants in the store.
@@ -81,6 +84,7 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         slow,
         faults_injected,
         oauth,
+        cache,
     } = state.stats.snapshot();
     Json(StatsBody {
         total,
@@ -93,11 +97,13 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
             grants_revoked: grants.grants_revoked,
             active_grants: grants.active_grants,
         },
+        cache,
     })
     .into_response()
 }
 
-/// `POST /_control/reset`: deletes all data, rules, counts and OAuth state and settings.
+/// `POST /_control/reset`: deletes all data, rules, counts, cache resources and OAuth state
+/// and settings.
 pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     if let Err(err) = state.db.clear().await {
         return err.into_problem(uri.path()).into_response();
@@ -106,6 +112,7 @@ pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     state.faults.clear();
     state.stats.reset();
     state.oauth.reset();
+    state.cache.clear();
     info!("server reset");
 
     StatusCode::NO_CONTENT.into_response()

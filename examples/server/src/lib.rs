@@ -2,7 +2,8 @@
 //!
 //! It serves a small todo API backed by SQLite, a handful of endpoints made to
 //! exercise an HTTP client (echo, redirects, large and slow bodies, arbitrary
-//! statuses), idempotency keys on every write, and test controls under
+//! statuses, resources with scripted caching headers), idempotency keys on
+//! every write, and test controls under
 //! `/_control` that inject faults (error statuses, delays, TCP resets) and
 //! report what the server saw. It is also an OAuth 2.0 authorization server
 //! guarding one resource, `/me`, for the SDK's sign-in and token refresh
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod app;
+mod cache;
 mod conn;
 mod control;
 mod db;

@@ -3,7 +3,8 @@
 //! A request is counted as it arrives, before any fault is applied, so a test
 //! can tell how many attempts a client really made. The `/slow` endpoint adds
 //! its own counters to show whether a streamed body was read to the end or
-//! dropped half way.
+//! dropped half way, and the cacheable resources count, per name, what reached
+//! the network and how it was answered.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -34,6 +35,25 @@ pub(crate) struct Counters {
 
     /// What the OAuth endpoints saw.
     pub oauth: OAuthCounters,
+
+    /// Requests to each cacheable resource, by name.
+    pub cache: BTreeMap<String, CacheCounters>,
+}
+
+/// What one cacheable resource saw.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct CacheCounters {
+    /// Every request for it, whatever the method, counted before any fault applies.
+    pub requests: u64,
+
+    /// Requests carrying `If-None-Match` or `If-Modified-Since`.
+    pub conditional: u64,
+
+    /// 304 responses.
+    pub not_modified: u64,
+
+    /// `GET` responses that carried the resource in full.
+    pub full: u64,
 }
 
 /// What the OAuth endpoints saw; the grant counts come from the database instead.
@@ -101,6 +121,11 @@ impl Stats {
         change(&mut self.lock().oauth);
     }
 
+    /// Changes the counters of the cacheable resource `name` with `change`.
+    pub(crate) fn record_cache(&self, name: &str, change: impl FnOnce(&mut CacheCounters)) {
+        change(self.lock().cache.entry(name.to_owned()).or_default());
+    }
+
     /// Returns a copy of the counters.
     pub(crate) fn snapshot(&self) -> Counters {
         self.lock().clone()
@@ -142,6 +167,7 @@ mod tests {
         stats.record_slow_started();
         stats.record_fault();
         stats.record_oauth(|oauth| oauth.token_requests += 1);
+        stats.record_cache("r", |cache| cache.requests += 1);
 
         stats.reset();
 
