@@ -14,6 +14,7 @@ use crate::auth::{
     Credentials, Engine, KeychainStore, OAuthConfig, OAuthFlows, RefreshRules, Session,
     SystemClock, TokenStore,
 };
+use crate::cache::{HttpCache, SESSION_PARTITION};
 use crate::connectivity::Connectivity;
 use crate::internal::error::Failure;
 use crate::internal::{redact, transport};
@@ -22,6 +23,7 @@ use crate::{Error, Method, RequestBuilder, RetryPolicy};
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_RESPONSE_BODY: u64 = 16 * 1024 * 1024;
+const DEFAULT_CACHE_SIZE: u64 = 20 * 1024 * 1024;
 
 /// A connection to one backend: the entry point of the SDK.
 ///
@@ -56,6 +58,35 @@ pub(crate) struct Shared {
     pub(crate) connectivity: Connectivity,
     pub(crate) storage_dir: Option<PathBuf>,
     pub(crate) auth: Option<Auth>,
+    pub(crate) cache: Option<HttpCache>,
+}
+
+impl Shared {
+    /// The cache partition of the credentials in use: one per sign-in, one per static
+    /// credential, one for anonymous requests.
+    pub(crate) fn partition(&self) -> String {
+        match &self.auth {
+            None => "anonymous".to_owned(),
+            Some(Auth::OAuth(engine)) => match engine.session_id() {
+                Some(id) => format!("{SESSION_PARTITION}{id}"),
+                None => "signed-out".to_owned(),
+            },
+            Some(Auth::Static(credentials)) => {
+                let secret = match credentials {
+                    Credentials::ApiKeyHeader { key, .. }
+                    | Credentials::ApiKeyQuery { key, .. } => key,
+                    Credentials::BearerToken(token) => token,
+                };
+                let digest =
+                    ring::digest::digest(&ring::digest::SHA256, secret.expose().as_bytes());
+                let hex: String = digest.as_ref()[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("credential:{hex}")
+            }
+        }
+    }
 }
 
 /// How requests of a client are authenticated.
@@ -176,6 +207,7 @@ pub struct ClientBuilder {
     oauth: Option<OAuthConfig>,
     token_store: Option<Arc<dyn TokenStore>>,
     refresh_rules: RefreshRules,
+    cache_size: Option<u64>,
     error: Option<Failure>,
 }
 
@@ -196,6 +228,7 @@ impl ClientBuilder {
             oauth: None,
             token_store: None,
             refresh_rules: RefreshRules::default(),
+            cache_size: Some(DEFAULT_CACHE_SIZE),
             error: None,
         }
     }
@@ -219,6 +252,20 @@ impl ClientBuilder {
     /// ([`KeychainStore`]); on Android, supply one backed by the Android Keystore.
     pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> ClientBuilder {
         self.token_store = Some(store);
+        self
+    }
+
+    /// The HTTP cache's size budget in bytes; least recently used responses are evicted beyond
+    /// it. Default: 20 MiB. The cache lives in `cache.sqlite3` in the storage directory, or in
+    /// memory when there is none.
+    pub fn cache_size(mut self, bytes: u64) -> ClientBuilder {
+        self.cache_size = Some(bytes);
+        self
+    }
+
+    /// Turns the HTTP cache off: every request goes to the network and nothing is stored.
+    pub fn disable_cache(mut self) -> ClientBuilder {
+        self.cache_size = None;
         self
     }
 
@@ -362,6 +409,15 @@ impl ClientBuilder {
             (None, None) => None,
         };
 
+        let cache = match self.cache_size {
+            Some(size) => Some(HttpCache::open(self.storage_dir.as_deref(), size)?),
+            None => None,
+        };
+        if let (Some(cache), Some(Auth::OAuth(engine))) = (&cache, &auth) {
+            let cache = cache.clone();
+            engine.on_end(move || cache.wipe_sessions());
+        }
+
         let shared = Shared {
             http,
             base_url,
@@ -373,6 +429,7 @@ impl ClientBuilder {
             connectivity: Connectivity::default(),
             storage_dir: self.storage_dir,
             auth,
+            cache,
         };
         Ok(Client {
             shared: Arc::new(shared),

@@ -112,6 +112,13 @@ pub enum Error {
         retry_after: Duration,
     },
 
+    /// The request asked for the cache only ([`CachePolicy::CacheOnly`](crate::CachePolicy::CacheOnly)
+    /// or `Cache-Control: only-if-cached`) and nothing suitable was stored.
+    ///
+    /// Show that the data is not available offline.
+    #[error("no stored response for this request")]
+    NotCached,
+
     /// The secure token store could not be read or written.
     ///
     /// The platform's keychain may be locked or unavailable; the session in memory is kept.
@@ -153,6 +160,7 @@ impl Error {
             Error::RefreshThrottled { retry_after } => RetryClass::After(*retry_after),
             Error::InvalidInput(_)
             | Error::SignInRequired
+            | Error::NotCached
             | Error::OAuth { .. }
             | Error::Storage(_)
             | Error::InsecureTransport { .. }
@@ -293,7 +301,7 @@ mod tests {
         assert_send_sync::<Error>();
 
         assert!(
-            std::mem::size_of::<Error>() <= 40,
+            std::mem::size_of::<Error>() <= 48,
             "{}",
             std::mem::size_of::<Error>()
         );

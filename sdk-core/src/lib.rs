@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod cache;
 mod client;
 mod connectivity;
 mod error;
@@ -52,12 +53,9 @@ mod internal;
 mod request;
 mod response;
 mod retry;
-#[allow(
-    dead_code,
-    reason = "used by the cache and push components as they land"
-)]
 mod storage;
 
+pub use cache::{CacheInfo, CachePolicy, CacheSource};
 pub use client::{Client, ClientBuilder};
 pub use connectivity::Connectivity;
 pub use error::{Error, Problem, RetryClass};

@@ -11,6 +11,7 @@ use http::header::CONTENT_TYPE;
 use serde::Serialize;
 use url::Url;
 
+use crate::cache::CachePolicy;
 use crate::internal::error::Failure;
 use crate::internal::pipeline::{self, Prepared};
 use crate::internal::redact;
@@ -89,6 +90,7 @@ pub struct RequestBuilder {
     timeout: Option<Duration>,
     idempotency_key: Option<String>,
     retry: Option<RetryPolicy>,
+    cache_policy: CachePolicy,
     error: Option<Failure>,
 }
 
@@ -104,6 +106,7 @@ impl RequestBuilder {
             timeout: None,
             idempotency_key: None,
             retry: None,
+            cache_policy: CachePolicy::Default,
             error: None,
         }
     }
@@ -174,6 +177,12 @@ impl RequestBuilder {
         self
     }
 
+    /// How this request uses the HTTP cache. Default: [`CachePolicy::Default`].
+    pub fn cache_policy(mut self, policy: CachePolicy) -> RequestBuilder {
+        self.cache_policy = policy;
+        self
+    }
+
     /// Sends the request, retrying as the policy allows, and returns the response once its body
     /// has been read. Statuses of 400 and above are returned as [`Error::Http`].
     pub async fn send(self) -> Result<Response, Error> {
@@ -208,6 +217,7 @@ impl RequestBuilder {
             timeout: self.timeout.unwrap_or(shared.request_timeout),
             retry: self.retry.unwrap_or_else(|| shared.retry.clone()),
             has_idempotency_key: self.idempotency_key.is_some(),
+            cache_policy: self.cache_policy,
         })
     }
 

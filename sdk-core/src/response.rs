@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::Error;
+use crate::cache::CacheInfo;
 use crate::internal::redact;
 
 /// A successful response (status below 400), with its body read in full.
@@ -19,6 +20,7 @@ pub struct Response {
     body: Bytes,
     url: Url,
     attempts: u32,
+    cache: CacheInfo,
 }
 
 impl Response {
@@ -29,12 +31,23 @@ impl Response {
             body,
             url,
             attempts: 1,
+            cache: CacheInfo::network(),
         }
     }
 
     pub(crate) fn with_attempts(mut self, attempts: u32) -> Response {
         self.attempts = attempts;
         self
+    }
+
+    pub(crate) fn with_cache(mut self, cache: CacheInfo) -> Response {
+        self.cache = cache;
+        self
+    }
+
+    /// Whether the response came from the cache, is stale, was revalidated, and its age.
+    pub fn cache(&self) -> CacheInfo {
+        self.cache
     }
 
     /// The HTTP status code.
@@ -57,7 +70,8 @@ impl Response {
         &self.url
     }
 
-    /// How many attempts it took to get this response; 1 when no retry was needed.
+    /// How many network attempts it took to get this response: 1 when no retry was needed, 0
+    /// when it was served from the cache without contacting the server.
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -98,6 +112,7 @@ impl fmt::Debug for Response {
             .field("headers", &self.headers)
             .field("body_len", &self.body.len())
             .field("attempts", &self.attempts)
+            .field("cache", &self.cache)
             .finish()
     }
 }

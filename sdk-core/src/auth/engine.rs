@@ -108,6 +108,7 @@ pub(crate) struct Engine {
     breaker: Mutex<Breaker>,
     single_flight: tokio::sync::Mutex<()>,
     events: broadcast::Sender<SessionEvent>,
+    end_hooks: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Engine {
@@ -138,11 +139,28 @@ impl Engine {
             }),
             single_flight: tokio::sync::Mutex::new(()),
             events: broadcast::channel(64).0,
+            end_hooks: Mutex::new(Vec::new()),
         }
     }
 
     pub(crate) fn flows(&self) -> &OAuthFlows {
         &self.flows
+    }
+
+    /// The identifier of the current sign-in, if signed in.
+    pub(crate) fn session_id(&self) -> Option<String> {
+        self.lock_state()
+            .tokens
+            .as_ref()
+            .and_then(|tokens| tokens.session_id.clone())
+    }
+
+    /// Runs `hook` whenever the session ends (sign-out or expiry), after the tokens are gone.
+    pub(crate) fn on_end(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.end_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(hook));
     }
 
     pub(crate) fn now_secs(&self) -> u64 {
@@ -214,7 +232,7 @@ impl Engine {
     async fn refresh_once(&self, generation: u64) -> Result<Authorization, Error> {
         let _flight = self.single_flight.lock().await;
 
-        let refresh_token = {
+        let (refresh_token, session_id) = {
             let state = self.lock_state();
             let tokens = state.tokens.as_ref().ok_or(Error::SignInRequired)?;
             if state.generation != generation {
@@ -224,7 +242,8 @@ impl Engine {
                     generation: state.generation,
                 });
             }
-            tokens.refresh_token.clone().ok_or(Error::SignInRequired)?
+            let refresh_token = tokens.refresh_token.clone().ok_or(Error::SignInRequired)?;
+            (refresh_token, tokens.session_id.clone())
         };
 
         let now = self.clock.now();
@@ -248,6 +267,7 @@ impl Engine {
                 if tokens.refresh_token.is_none() {
                     tokens.refresh_token = Some(refresh_token);
                 }
+                tokens.session_id = session_id;
                 let authorization = self.replace(tokens);
                 let _ = self.events.send(SessionEvent::Refreshed);
                 Ok(authorization)
@@ -283,7 +303,10 @@ impl Engine {
     }
 
     /// Starts a session with tokens from a sign-in.
-    pub(crate) fn sign_in(&self, tokens: StoredTokens) {
+    pub(crate) fn sign_in(&self, mut tokens: StoredTokens) {
+        if tokens.session_id.is_none() {
+            tokens.session_id = crate::auth::oauth::random_token(16).ok();
+        }
         self.replace(tokens);
         let _ = self.events.send(SessionEvent::SignedIn);
     }
@@ -297,6 +320,14 @@ impl Engine {
         };
         if let Err(error) = self.store.clear() {
             warn!(%error, "stored tokens could not be cleared");
+        }
+        for hook in self
+            .end_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook();
         }
         let _ = self.events.send(event);
         previous

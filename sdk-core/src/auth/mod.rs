@@ -10,7 +10,7 @@
 //! Tokens live in a [`TokenStore`], by default the platform's secure store.
 
 mod engine;
-mod oauth;
+pub(crate) mod oauth;
 mod store;
 
 use std::collections::HashMap;
@@ -473,6 +473,9 @@ impl Session {
     /// the tokens locally whatever the server said.
     pub async fn sign_out(&self) -> Result<(), Error> {
         let flows = self.engine.flows();
+        if !self.engine.is_signed_in() {
+            return Ok(());
+        }
         let previous = self.engine.end(SessionEvent::SignedOut);
         let Some(tokens) = previous else {
             return Ok(());

@@ -216,6 +216,7 @@ pub(crate) async fn token_request(
                 refresh_token: parsed.refresh_token.map(Secret::new),
                 expires_at: parsed.expires_in.map(|seconds| now.saturating_add(seconds)),
                 scope: parsed.scope,
+                session_id: None,
             }))
         }
         400 | 401 => {

@@ -25,6 +25,10 @@ pub struct StoredTokens {
     pub expires_at: Option<u64>,
     /// The scope the server granted.
     pub scope: Option<String>,
+    /// A random identifier of this sign-in, kept across refreshes; it names the session's
+    /// partition of the HTTP cache. Not a credential.
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 impl fmt::Debug for StoredTokens {
@@ -34,6 +38,7 @@ impl fmt::Debug for StoredTokens {
             .field("refresh_token", &self.refresh_token)
             .field("expires_at", &self.expires_at)
             .field("scope", &self.scope)
+            .field("session_id", &self.session_id)
             .finish()
     }
 }
@@ -167,6 +172,7 @@ mod tests {
             refresh_token: Some(Secret::new("refresh-value")),
             expires_at: Some(1_900_000_000),
             scope: Some("todos".into()),
+            session_id: Some("s1".into()),
         }
     }
 

@@ -5,6 +5,7 @@
 //! request is safe to repeat and the retry policy, asked with the failure's
 //! [`RetryClass`](crate::RetryClass), gives a delay. Going offline ends the wait early.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 use url::Url;
 
 use crate::auth::Credentials;
+use crate::cache::{self, CachePolicy};
 use crate::client::{Auth, Shared};
 use crate::error::Problem;
 use crate::internal::error::Failure;
@@ -23,6 +25,7 @@ use crate::retry::{self, RetryPolicy};
 use crate::{Error, Method, Response};
 
 /// A request with everything resolved, ready to be attempted any number of times.
+#[derive(Clone)]
 pub(crate) struct Prepared {
     pub(crate) method: Method,
     pub(crate) url: Url,
@@ -31,18 +34,27 @@ pub(crate) struct Prepared {
     pub(crate) timeout: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) has_idempotency_key: bool,
+    pub(crate) cache_policy: CachePolicy,
 }
 
-pub(crate) async fn execute(shared: &Shared, request: Prepared) -> Result<Response, Error> {
+pub(crate) async fn execute(shared: &Arc<Shared>, request: Prepared) -> Result<Response, Error> {
     let span = debug_span!(
         "request",
         method = %request.method,
         url = %redact::url(&request.url),
     );
-    run(shared, request).instrument(span).await
+    match &shared.cache {
+        Some(cache) => {
+            cache::execute(shared, cache, request)
+                .instrument(span)
+                .await
+        }
+        None => run(shared, request).instrument(span).await,
+    }
 }
 
-async fn run(shared: &Shared, request: Prepared) -> Result<Response, Error> {
+/// Makes attempts until one succeeds or the retry policy says stop.
+pub(crate) async fn run(shared: &Shared, request: Prepared) -> Result<Response, Error> {
     let retry_safe = retry::is_retry_safe(request.method, request.has_idempotency_key);
     let started = Instant::now();
     let mut attempt = 1;

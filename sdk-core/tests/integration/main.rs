@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cache;
 mod cancellation;
 mod connectivity;
 mod errors;
