@@ -3,8 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use roundtrip::auth::{Credentials, Secret};
+
 use crate::RoundtripError;
 use crate::runtime::{self, CancellationToken};
+use crate::session::{
+    self, AuthorizationRequest, DeviceAuthorization, SessionListener, Subscription, TokenStore,
+};
 use crate::types::{ClientConfig, Request, Response};
 
 /// A connection to one backend. Create one per backend and keep it for the life of the app.
@@ -16,8 +21,15 @@ pub struct Client {
 #[uniffi::export]
 impl Client {
     /// Builds a client. Fails with `InvalidInput` or `InsecureTransport` for a bad configuration.
-    #[uniffi::constructor]
-    pub fn new(config: ClientConfig) -> Result<Arc<Self>, RoundtripError> {
+    ///
+    /// With `oauth` settings, tokens are kept in `token_store` when given, otherwise in the
+    /// platform's secure store (keychain on Apple platforms, kernel keyring on Linux). Android
+    /// apps pass a store backed by the Android Keystore.
+    #[uniffi::constructor(default(token_store = None))]
+    pub fn new(
+        config: ClientConfig,
+        token_store: Option<Arc<dyn TokenStore>>,
+    ) -> Result<Arc<Self>, RoundtripError> {
         let mut builder = roundtrip::Client::builder(&config.base_url)
             .allow_insecure_http(config.allow_insecure_http);
         if let Some(ms) = config.connect_timeout_ms {
@@ -38,8 +50,37 @@ impl Client {
         if let Some(bytes) = config.max_response_body_bytes {
             builder = builder.max_response_body(bytes);
         }
+        match config.cache_size_bytes {
+            Some(0) => builder = builder.disable_cache(),
+            Some(bytes) => builder = builder.cache_size(bytes),
+            None => {}
+        }
         if let Some(retry) = config.retry {
             builder = builder.retry_policy(retry.into());
+        }
+
+        if let Some(key) = config.api_key {
+            let credentials = if key.in_query {
+                Credentials::ApiKeyQuery {
+                    name: key.name,
+                    key: Secret::new(key.value),
+                }
+            } else {
+                Credentials::ApiKeyHeader {
+                    name: key.name,
+                    key: Secret::new(key.value),
+                }
+            };
+            builder = builder.credentials(credentials);
+        }
+        if let Some(token) = config.bearer_token {
+            builder = builder.credentials(Credentials::BearerToken(Secret::new(token)));
+        }
+        if let Some(settings) = config.oauth {
+            builder = builder.oauth(session::oauth_config(settings)?);
+        }
+        if let Some(store) = token_store {
+            builder = builder.token_store(Arc::new(session::ForeignStore(store)));
         }
 
         let inner = builder.build()?;
@@ -73,6 +114,9 @@ impl Client {
         if let Some(key) = request.idempotency_key {
             builder = builder.idempotency_key(key);
         }
+        if let Some(policy) = request.cache_policy {
+            builder = builder.cache_policy(policy.into());
+        }
 
         let work = async move { Ok(builder.send().await?.into()) };
         runtime::run(work, cancellation).await
@@ -87,5 +131,88 @@ impl Client {
     /// Whether the device was last reported online.
     pub fn is_online(&self) -> bool {
         self.inner.is_online()
+    }
+
+    /// Whether a user is signed in.
+    pub fn is_signed_in(&self) -> bool {
+        self.inner
+            .session()
+            .is_some_and(|session| session.is_signed_in())
+    }
+
+    /// Signs in with a username and password (first-party apps).
+    pub async fn sign_in_with_password(
+        &self,
+        username: String,
+        password: String,
+    ) -> Result<(), RoundtripError> {
+        let session = self.session()?;
+        runtime::run(
+            async move { Ok(session.sign_in_with_password(&username, &password).await?) },
+            None,
+        )
+        .await
+    }
+
+    /// Builds the URL to open in the system browser for an authorization code sign-in.
+    pub async fn authorization_url(&self) -> Result<AuthorizationRequest, RoundtripError> {
+        let session = self.session()?;
+        let work = async move {
+            Ok(session::authorization_request(
+                session.authorization_url().await?,
+            ))
+        };
+        runtime::run(work, None).await
+    }
+
+    /// Completes a browser sign-in from the redirect URL the app received.
+    pub async fn complete_authorization(&self, redirect_url: String) -> Result<(), RoundtripError> {
+        let session = self.session()?;
+        let work = async move { Ok(session.complete_authorization(&redirect_url).await?) };
+        runtime::run(work, None).await
+    }
+
+    /// Starts a device sign-in; show the user its code and URI.
+    pub async fn start_device_authorization(
+        &self,
+    ) -> Result<Arc<DeviceAuthorization>, RoundtripError> {
+        let session = self.session()?;
+        let work = async move { Ok(session::device(session.start_device_authorization().await?)) };
+        runtime::run(work, None).await
+    }
+
+    /// Waits until the user approves the device sign-in (or denies it, or it expires).
+    pub async fn complete_device_authorization(
+        &self,
+        device: Arc<DeviceAuthorization>,
+    ) -> Result<(), RoundtripError> {
+        let session = self.session()?;
+        let device = session::device_inner(&device);
+        let work = async move { Ok(session.complete_device_authorization(&device).await?) };
+        runtime::run(work, None).await
+    }
+
+    /// Signs out: revokes the tokens at the server (best effort) and forgets them.
+    pub async fn sign_out(&self) -> Result<(), RoundtripError> {
+        let session = self.session()?;
+        runtime::run(async move { Ok(session.sign_out().await?) }, None).await
+    }
+
+    /// Sends every session event to `listener` until the subscription is cancelled.
+    pub fn subscribe_session_events(
+        &self,
+        listener: Arc<dyn SessionListener>,
+    ) -> Result<Arc<Subscription>, RoundtripError> {
+        Ok(Arc::new(session::subscribe(self.session()?, listener)))
+    }
+}
+
+impl Client {
+    fn session(&self) -> Result<roundtrip::auth::Session, RoundtripError> {
+        self.inner
+            .session()
+            .ok_or_else(|| RoundtripError::InvalidInput {
+                reason: "the client was built without OAuth settings".into(),
+            })
     }
 }

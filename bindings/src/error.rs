@@ -64,6 +64,42 @@ pub enum RoundtripError {
         /// What did not decode.
         reason: String,
     },
+    /// No user is signed in, or the server ended the session; show sign-in.
+    #[error("{reason}")]
+    SignInRequired {
+        /// A description.
+        reason: String,
+    },
+    /// The authorization server refused a sign-in step (wrong password, access denied...).
+    #[error("{reason}")]
+    OAuth {
+        /// A description.
+        reason: String,
+        /// The OAuth error code, such as `invalid_grant`.
+        error: String,
+        /// The server's description, if any.
+        description: Option<String>,
+    },
+    /// Token refreshes are throttled after too many in a short time; the session is kept.
+    #[error("{reason}")]
+    RefreshThrottled {
+        /// A description.
+        reason: String,
+        /// How long until a refresh is allowed.
+        retry_after_ms: u64,
+    },
+    /// Only the cache was to be used and it holds no suitable response.
+    #[error("{reason}")]
+    NotCached {
+        /// A description.
+        reason: String,
+    },
+    /// The token store failed.
+    #[error("{reason}")]
+    Storage {
+        /// A description.
+        reason: String,
+    },
     /// The operation was cancelled before it finished.
     #[error("{reason}")]
     Cancelled {
@@ -104,6 +140,20 @@ impl From<roundtrip::Error> for RoundtripError {
                 limit_bytes: limit,
             },
             roundtrip::Error::Decode(_) => RoundtripError::Decode { reason },
+            roundtrip::Error::SignInRequired => RoundtripError::SignInRequired { reason },
+            roundtrip::Error::OAuth { error, description } => RoundtripError::OAuth {
+                reason,
+                error,
+                description,
+            },
+            roundtrip::Error::RefreshThrottled { retry_after } => {
+                RoundtripError::RefreshThrottled {
+                    reason,
+                    retry_after_ms: retry_after.as_millis() as u64,
+                }
+            }
+            roundtrip::Error::Storage(_) => RoundtripError::Storage { reason },
+            roundtrip::Error::NotCached => RoundtripError::NotCached { reason },
             _ => RoundtripError::Internal { reason },
         }
     }

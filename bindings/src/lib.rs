@@ -17,6 +17,7 @@ mod client;
 mod error;
 mod logging;
 mod runtime;
+mod session;
 mod types;
 
 pub use client::Client;
@@ -24,7 +25,8 @@ pub use error::RoundtripError;
 pub use logging::{LogLevel, LogRecord, Logger, clear_logger, set_logger};
 pub use runtime::CancellationToken;
 pub use types::{
-    ClientConfig, Header, Method, Problem, QueryParam, Request, Response, RetryConfig,
+    ApiKey, CacheInfo, CachePolicy, ClientConfig, Header, Method, Problem, QueryParam, Request,
+    Response, RetryConfig,
 };
 
 uniffi::setup_scaffolding!();

@@ -90,6 +90,14 @@ impl CancellationToken {
     }
 }
 
+/// Spawns background work on the runtime, such as forwarding events to a listener.
+pub(crate) fn spawn<F>(work: F) -> tokio::task::AbortHandle
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    RUNTIME.spawn(work).abort_handle()
+}
+
 struct AbortOnDrop<T>(JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {

@@ -83,6 +83,30 @@ pub struct ClientConfig {
     /// Retry settings. Default: 3 attempts within 30 s.
     #[uniffi(default = None)]
     pub retry: Option<RetryConfig>,
+    /// The HTTP cache's size budget in bytes (default 20 MiB); 0 turns the cache off.
+    #[uniffi(default = None)]
+    pub cache_size_bytes: Option<u64>,
+    /// An API key sent with every request to the base URL's origin.
+    #[uniffi(default = None)]
+    pub api_key: Option<ApiKey>,
+    /// A fixed bearer token sent with every request to the base URL's origin.
+    #[uniffi(default = None)]
+    pub bearer_token: Option<String>,
+    /// An OAuth 2.0 session for the client's requests.
+    #[uniffi(default = None)]
+    pub oauth: Option<crate::session::OAuthSettings>,
+}
+
+/// An API key and where it goes.
+#[derive(uniffi::Record, Clone)]
+pub struct ApiKey {
+    /// The header or query parameter name, such as `X-Api-Key` or `api_key`.
+    pub name: String,
+    /// The key.
+    pub value: String,
+    /// Send it as a query parameter instead of a header.
+    #[uniffi(default = false)]
+    pub in_query: bool,
 }
 
 /// One request.
@@ -107,6 +131,36 @@ pub struct Request {
     /// Sent as `Idempotency-Key`; makes a POST or PATCH safe to retry.
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
+    /// How the request uses the HTTP cache; `null`/`nil` is `CachePolicy.DEFAULT`.
+    #[uniffi(default = None)]
+    pub cache_policy: Option<CachePolicy>,
+}
+
+/// How one request uses the HTTP cache.
+#[derive(uniffi::Enum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// RFC 9111: fresh responses from the cache, stale ones revalidated.
+    #[default]
+    Default,
+    /// Always check with the server (conditionally when something is stored).
+    AlwaysRevalidate,
+    /// Only what is stored, fresh or stale; `NotCached` otherwise. For offline reading.
+    CacheOnly,
+    /// Neither read nor write the cache.
+    Bypass,
+}
+
+/// How a response relates to the cache.
+#[derive(uniffi::Record, Clone, Debug, PartialEq, Eq)]
+pub struct CacheInfo {
+    /// Whether it was served from the cache (true) or by the server for this request.
+    pub from_cache: bool,
+    /// Whether it is past its freshness lifetime.
+    pub stale: bool,
+    /// Whether the server confirmed the stored response with a 304 for this request.
+    pub revalidated: bool,
+    /// Its age in seconds, when served from the cache.
+    pub age_secs: Option<u64>,
 }
 
 /// A successful response (status below 400).
@@ -120,8 +174,10 @@ pub struct Response {
     pub body: Vec<u8>,
     /// The URL that answered, after redirects, without its query string.
     pub url: String,
-    /// How many attempts the request took; 1 when no retry was needed.
+    /// Network attempts the request took: 1 without retries, 0 when served from the cache.
     pub attempts: u32,
+    /// Whether the response came from the cache, is stale, was revalidated.
+    pub cache: CacheInfo,
 }
 
 /// Problem Details (RFC 9457) sent by the server with an error status.
@@ -177,7 +233,15 @@ impl From<roundtrip::Response> for Response {
         let mut url = response.url().clone();
         url.set_query(None);
 
+        let info = response.cache();
+        let cache = CacheInfo {
+            from_cache: info.source == roundtrip::CacheSource::Cache,
+            stale: info.stale,
+            revalidated: info.revalidated,
+            age_secs: info.age.map(|age| age.as_secs()),
+        };
         Response {
+            cache,
             status: response.status(),
             headers,
             url: url.to_string(),
@@ -196,6 +260,17 @@ impl From<&roundtrip::Problem> for Problem {
             detail: problem.detail.clone(),
             instance: problem.instance.clone(),
             extensions_json: serde_json::Value::Object(problem.extensions.clone()).to_string(),
+        }
+    }
+}
+
+impl From<CachePolicy> for roundtrip::CachePolicy {
+    fn from(policy: CachePolicy) -> Self {
+        match policy {
+            CachePolicy::Default => roundtrip::CachePolicy::Default,
+            CachePolicy::AlwaysRevalidate => roundtrip::CachePolicy::AlwaysRevalidate,
+            CachePolicy::CacheOnly => roundtrip::CachePolicy::CacheOnly,
+            CachePolicy::Bypass => roundtrip::CachePolicy::Bypass,
         }
     }
 }

@@ -27,6 +27,9 @@ abstract class ServerTest {
         ),
     )
 
+    /** Builds the [client] of each test; override to pass more than a [config]. */
+    protected open fun createClient(baseUrl: String): Client = Client(config(baseUrl))
+
     @BeforeAll
     fun startServer() {
         server = TestServer.start(javaClass.simpleName)
@@ -40,7 +43,7 @@ abstract class ServerTest {
     @BeforeEach
     fun resetServerAndClient() {
         server.reset()
-        client = Client(config(server.baseUrl))
+        client = createClient(server.baseUrl)
     }
 
     @AfterEach

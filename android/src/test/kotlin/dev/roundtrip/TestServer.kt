@@ -28,7 +28,10 @@ class TestServer private constructor(
 ) : AutoCloseable {
     private val http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build()
 
-    /** `POST /_control/reset`: deletes todos, idempotency records and faults; zeroes stats. */
+    /**
+     * `POST /_control/reset`: deletes todos, idempotency records, faults and OAuth state;
+     * zeroes stats.
+     */
     fun reset() {
         control("POST", "/_control/reset", body = null, expect = 204)
     }
@@ -36,6 +39,11 @@ class TestServer private constructor(
     /** `POST /_control/faults` with [ruleJson], for example `{"path":"/todos","count":1}`. */
     fun injectFault(ruleJson: String) {
         control("POST", "/_control/faults", body = ruleJson, expect = 204)
+    }
+
+    /** `POST /_control/oauth/expire-access-tokens`: every access token issued so far expires. */
+    fun expireAccessTokens() {
+        control("POST", "/_control/oauth/expire-access-tokens", body = null, expect = 204)
     }
 
     /** `GET /_control/stats`, parsed. */
