@@ -148,7 +148,7 @@ class SessionTest : ServerTest() {
  * Keeps tokens in memory, as an app's Keystore-backed store would keep them on disk, and
  * records every save and clear. Called from the SDK's threads, hence the locking.
  */
-private class RecordingTokenStore : TokenStore {
+internal class RecordingTokenStore : TokenStore {
     private val lock = Any()
     private var tokens: StoredTokens? = null
     private val saved = mutableListOf<StoredTokens>()

@@ -46,6 +46,22 @@ class TestServer private constructor(
         control("POST", "/_control/oauth/expire-access-tokens", body = null, expect = 204)
     }
 
+    /**
+     * `PUT /_control/cache/resources/NAME`: defines a cacheable resource served at
+     * `/cache/resources/NAME` with [body] and the response [headers] given.
+     */
+    fun defineResource(name: String, body: String, headers: Map<String, String>) {
+        val definition = JSONObject()
+            .put("body", body)
+            .put("content_type", "text/plain")
+            .put("headers", JSONObject(headers))
+        control("PUT", "/_control/cache/resources/$name", body = definition.toString(), expect = 204)
+    }
+
+    /** The counters of the cacheable resource [name]: requests, conditional, not_modified, full. */
+    fun resourceStats(name: String): JSONObject =
+        stats().optJSONObject("cache")?.optJSONObject(name) ?: JSONObject()
+
     /** `GET /_control/stats`, parsed. */
     fun stats(): JSONObject =
         JSONObject(control("GET", "/_control/stats", body = null, expect = 200))
