@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use roundtrip::auth::{
     KeychainStore, MemoryStore, OAuthConfig, Secret, SessionEvent, StoredTokens, TokenStore,
 };
-use roundtrip::{Client, Error, RetryPolicy};
+use roundtrip::{CachePolicy, CacheSource, Client, Error, RetryPolicy};
 use roundtrip_server::Config;
 use serde_json::{Value, json};
 
@@ -48,6 +48,7 @@ async fn main() -> TourResult {
     cancellation(&client, &control).await?;
     offline(&client, &control).await?;
     sessions(&server.base_url(), &control).await?;
+    caching(&client, &control).await?;
 
     server.shutdown().await;
     println!("\nDone: every step behaved as described.");
@@ -207,7 +208,11 @@ async fn offline(client: &Client, control: &Client) -> TourResult {
     client.set_online(false);
 
     let started = Instant::now();
-    let result = client.get("/health").await;
+    // Bypass the cache here: step 8 shows what the cache does offline.
+    let result = client
+        .get("/health")
+        .cache_policy(CachePolicy::Bypass)
+        .await;
     let elapsed = started.elapsed();
     let after = stats(control).await?["total"].as_u64().unwrap_or(0);
     let Err(error @ Error::Offline) = &result else {
@@ -299,6 +304,76 @@ async fn sessions(base_url: &str, control: &Client) -> TourResult {
                 SessionEvent::SignedOut,
             ],
         "the events tell the story",
+    )
+}
+
+async fn caching(client: &Client, control: &Client) -> TourResult {
+    step(
+        8,
+        "The HTTP cache: a fresh hit, a revalidation, an offline read",
+    );
+    let resource = json!({
+        "body": "{\"motd\":\"Welcome\"}",
+        "content_type": "application/json",
+        "headers": { "cache-control": "max-age=0", "etag": "\"motd-1\"" }
+    });
+    control
+        .put("/_control/cache/resources/motd")
+        .json(&resource)
+        .await?;
+    let fresh = json!({
+        "body": "[\"en\",\"de\"]",
+        "content_type": "application/json",
+        "headers": { "cache-control": "max-age=3600" }
+    });
+    control
+        .put("/_control/cache/resources/languages")
+        .json(&fresh)
+        .await?;
+
+    client.get("/cache/resources/languages").await?;
+    let hit = client.get("/cache/resources/languages").await?;
+    println!(
+        "   GET /cache/resources/languages again -> {:?}, age {} s, network attempts {}",
+        hit.cache().source,
+        hit.cache().age.unwrap_or_default().as_secs(),
+        hit.attempts()
+    );
+
+    client.get("/cache/resources/motd").await?;
+    let revalidated = client.get("/cache/resources/motd").await?;
+    let motd = &stats(control).await?["cache"]["motd"];
+    println!(
+        "   GET /cache/resources/motd (stale, has an ETag) -> revalidated: {}; the server sent {} \
+         full response and {} 304",
+        revalidated.cache().revalidated,
+        motd["full"],
+        motd["not_modified"]
+    );
+
+    client.set_online(false);
+    let offline = client.get("/cache/resources/motd").await;
+    client.set_online(true);
+    let offline = offline?;
+    println!(
+        "   offline, GET /cache/resources/motd -> {} from {:?}, stale: {}",
+        offline.text()?,
+        offline.cache().source,
+        offline.cache().stale
+    );
+
+    let languages = &stats(control).await?["cache"]["languages"];
+    check(
+        hit.cache().source == CacheSource::Cache && languages["requests"] == 1,
+        "the fresh hit used no network",
+    )?;
+    check(
+        revalidated.cache().revalidated,
+        "the stale response was revalidated with a 304",
+    )?;
+    check(
+        offline.cache().stale,
+        "offline, the stale response was served and marked stale",
     )
 }
 

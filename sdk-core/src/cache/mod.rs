@@ -107,7 +107,7 @@ impl HttpCache {
             None => Database::in_memory(store::MIGRATIONS)?,
         };
         Ok(HttpCache {
-            store: CacheStore::new(database, max_size),
+            store: CacheStore::new(database, max_size)?,
         })
     }
 
@@ -145,7 +145,7 @@ pub(crate) async fn execute(
 
     let partition = shared.partition();
     let url = request.url.to_string();
-    let stored = match cache.store.lookup(&partition, &url, &request.headers).await {
+    let stored = match cache.store.lookup(&partition, &url, &request.headers) {
         Ok(stored) => stored,
         Err(error) => {
             warn!(%error, "cache lookup failed; using the network");

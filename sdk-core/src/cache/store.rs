@@ -4,6 +4,8 @@
 //! Credentials never reach the file: credential headers of responses (`Set-Cookie`...) are not
 //! stored, and the varied request values are kept only as a SHA-256 hash.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -51,54 +53,71 @@ pub(crate) struct Entry {
 pub(crate) struct CacheStore {
     database: Database,
     max_size: u64,
+    /// The LRU clock: a counter, so that uses within the same millisecond still order.
+    uses: Arc<AtomicI64>,
 }
 
 impl CacheStore {
-    pub(crate) fn new(database: Database, max_size: u64) -> CacheStore {
-        CacheStore { database, max_size }
+    pub(crate) fn new(database: Database, max_size: u64) -> Result<CacheStore, Error> {
+        let latest: i64 = database.call_blocking(|connection| {
+            connection.query_row(
+                "SELECT coalesce(max(last_used), 0) FROM entries",
+                [],
+                |row| row.get(0),
+            )
+        })?;
+        Ok(CacheStore {
+            database,
+            max_size,
+            uses: Arc::new(AtomicI64::new(latest)),
+        })
     }
 
-    /// The stored variant of `url` whose varied headers match `request`, if any.
-    pub(crate) async fn lookup(
+    fn next_use(&self) -> i64 {
+        self.uses.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The stored variant of `url` whose varied headers match `request`, if any, marked as
+    /// used for the LRU order.
+    ///
+    /// Runs on the calling thread: a lookup is one indexed read, mostly from SQLite's page
+    /// cache, and a cache hit must cost much less than a network round trip, which a hop to the
+    /// blocking pool would not allow.
+    pub(crate) fn lookup(
         &self,
         partition: &str,
         url: &str,
         request: &HeaderMap,
     ) -> Result<Option<Entry>, Error> {
-        let (partition, url) = (partition.to_owned(), url.to_owned());
-        let variants = self
-            .database
-            .call(move |connection| {
-                let mut statement = connection.prepare_cached(
-                    "SELECT partition, url, vary_hash, vary_names, status, headers, body,
-                            request_time, response_time
-                     FROM entries WHERE partition = ?1 AND url = ?2",
-                )?;
-                let rows = statement.query_map(params![partition, url], read_entry)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?;
+        self.database.call_blocking(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT partition, url, vary_hash, vary_names, status, headers, body,
+                        request_time, response_time, last_used
+                 FROM entries WHERE partition = ?1 AND url = ?2",
+            )?;
+            let variants = statement
+                .query_map(params![partition, url], |row| {
+                    Ok((read_entry(row)?, row.get::<_, i64>(9)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
 
-        let matching = variants.into_iter().flatten().find(|entry| {
-            entry.vary_hash == vary_hash(&rules::vary_key(&entry.vary_names, request))
-        });
-        if let Some(entry) = &matching {
-            let key = (
-                entry.partition.clone(),
-                entry.url.clone(),
-                entry.vary_hash.clone(),
-            );
-            self.database
-                .call(move |connection| {
+            for (entry, last_used) in variants {
+                let Some(entry) = entry else { continue };
+                if entry.vary_hash != vary_hash(&rules::vary_key(&entry.vary_names, request)) {
+                    continue;
+                }
+                let now = self.next_use();
+                if now != last_used + 1 {
                     connection.execute(
                         "UPDATE entries SET last_used = ?4
                          WHERE partition = ?1 AND url = ?2 AND vary_hash = ?3",
-                        params![key.0, key.1, key.2, millis(SystemTime::now())],
-                    )
-                })
-                .await?;
-        }
-        Ok(matching)
+                        params![entry.partition, entry.url, entry.vary_hash, now],
+                    )?;
+                }
+                return Ok(Some(entry));
+            }
+            Ok(None)
+        })
     }
 
     /// Stores a response, replacing the same variant, then evicts the least recently used
@@ -135,6 +154,7 @@ impl CacheStore {
             size,
         );
         let max_size = self.max_size;
+        let used = self.next_use();
         self.database
             .call(move |connection| {
                 let transaction = connection.transaction()?;
@@ -153,7 +173,7 @@ impl CacheStore {
                         row.7,
                         row.8,
                         row.9 as i64,
-                        millis(SystemTime::now())
+                        used
                     ],
                 )?;
                 evict(&transaction, max_size)?;
