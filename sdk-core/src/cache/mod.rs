@@ -162,11 +162,7 @@ pub(crate) async fn execute(
         return fetch_and_store(shared, cache, request, &partition).await;
     };
 
-    let now = SystemTime::now();
-    let freshness = Freshness {
-        age: rules::current_age(&entry.headers, entry.timing, now),
-        lifetime: rules::freshness_lifetime(entry.status, &entry.headers),
-    };
+    let freshness = freshness(&entry, SystemTime::now());
     if only_if_cached {
         return Ok(serve(&entry, method, freshness, false));
     }
@@ -229,16 +225,11 @@ async fn revalidate(
 
     if response.status() != 304 {
         let url = entry.url.clone();
-        store_if_allowed(
-            cache,
-            partition,
-            &url,
-            &sent_headers,
-            &response,
+        let timing = Timing {
             request_time,
             response_time,
-        )
-        .await;
+        };
+        store_if_allowed(cache, partition, &url, &sent_headers, &response, timing).await;
         return Ok(response);
     }
 
@@ -255,11 +246,7 @@ async fn revalidate(
     if let Err(error) = cache.store.freshen(&entry).await {
         warn!(%error, "could not update the stored response");
     }
-    let freshness = Freshness {
-        age: rules::current_age(&entry.headers, entry.timing, SystemTime::now()),
-        lifetime: rules::freshness_lifetime(entry.status, &entry.headers),
-    };
-    let mut served = serve(&entry, method, freshness, true);
+    let mut served = serve(&entry, method, freshness(&entry, SystemTime::now()), true);
     served = served.with_attempts(response.attempts());
     Ok(served)
 }
@@ -276,17 +263,11 @@ async fn fetch_and_store(
     let request_time = SystemTime::now();
     let response = pipeline::run(shared, request).await?;
     if method == Method::Get {
-        let response_time = SystemTime::now();
-        store_if_allowed(
-            cache,
-            partition,
-            &url,
-            &sent_headers,
-            &response,
+        let timing = Timing {
             request_time,
-            response_time,
-        )
-        .await;
+            response_time: SystemTime::now(),
+        };
+        store_if_allowed(cache, partition, &url, &sent_headers, &response, timing).await;
     }
     Ok(response)
 }
@@ -297,23 +278,25 @@ async fn store_if_allowed(
     url: &str,
     request_headers: &HeaderMap,
     response: &Response,
-    request_time: SystemTime,
-    response_time: SystemTime,
+    timing: Timing,
 ) {
     let directives = Directives::parse(request_headers);
     if !rules::is_storable(response.status(), &directives, response.headers()) {
         return;
     }
-    let timing = Timing {
-        request_time,
-        response_time,
-    };
     let stored = cache
         .store
         .put(partition, url, request_headers, response, timing)
         .await;
     if let Err(error) = stored {
         warn!(%error, "could not store the response");
+    }
+}
+
+fn freshness(entry: &Entry, now: SystemTime) -> Freshness {
+    Freshness {
+        age: rules::current_age(&entry.headers, entry.timing, now),
+        lifetime: rules::freshness_lifetime(entry.status, &entry.headers),
     }
 }
 
