@@ -548,9 +548,9 @@ async fn test_cache_only_and_bypass_policies() {
 }
 
 #[tokio::test]
-async fn test_unsafe_methods_invalidate_the_target_and_named_locations() {
+async fn test_unsafe_methods_invalidate_the_target_location_and_content_location() {
     let harness = Harness::start().await;
-    for name in ["list", "item", "other"] {
+    for name in ["list", "item", "described", "other"] {
         define(
             &harness,
             name,
@@ -573,10 +573,11 @@ async fn test_unsafe_methods_invalidate_the_target_and_named_locations() {
         .client
         .put(&path("writer"))
         .query("location", &path("item"))
+        .query("content_location", &path("described"))
         .body("x", "text/plain")
         .await
         .unwrap();
-    for name in ["list", "item", "other"] {
+    for name in ["list", "item", "described", "other"] {
         harness.client.get(&path(name)).await.unwrap();
     }
 
@@ -589,6 +590,11 @@ async fn test_unsafe_methods_invalidate_the_target_and_named_locations() {
         requests(&harness, "item").await,
         2,
         "Location was not invalidated"
+    );
+    assert_eq!(
+        requests(&harness, "described").await,
+        2,
+        "Content-Location was not invalidated"
     );
     assert_eq!(
         requests(&harness, "other").await,
