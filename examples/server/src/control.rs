@@ -13,10 +13,11 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::app::{AppState, read_body};
+use crate::devices;
 use crate::faults::FaultRule;
 use crate::oauth::store;
 use crate::problem::Problem;
-use crate::stats::{Counters, OAuthCounters, SlowCounters};
+use crate::stats::{Counters, OAuthCounters, PushCounters, SlowCounters};
 
 /// The largest fault rule body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -30,6 +31,7 @@ struct StatsBody {
     faults_injected: u64,
     todos: u64,
     oauth: OAuthStats,
+    push: PushStats,
 }
 
 /// The `oauth` part of the stats: the handlers' counters and the grants in the store.
@@ -39,6 +41,14 @@ struct OAuthStats {
     counters: OAuthCounters,
     grants_revoked: u64,
     active_grants: u64,
+}
+
+/// The `push` part of the stats: the registry's counters and the devices it holds.
+#[derive(Debug, Serialize)]
+struct PushStats {
+    #[serde(flatten)]
+    counters: PushCounters,
+    devices: u64,
 }
 
 /// `POST /_control/faults`: appends a fault rule.
@@ -64,7 +74,8 @@ pub(crate) async fn clear_faults(State(state): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// `GET /_control/stats`: the counters, the number of stored todos and the state of grants.
+/// `GET /_control/stats`: the counters, the number of stored todos and devices, and the state
+/// of grants.
 pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
     let todos = match state.db.count_todos().await {
         Ok(todos) => todos,
@@ -75,12 +86,18 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         Err(err) => return err.into_problem(uri.path()).into_response(),
     };
 
+    let devices = match state.db.run(|conn| Ok(devices::count(conn)?)).await {
+        Ok(devices) => devices,
+        Err(err) => return err.into_problem(uri.path()).into_response(),
+    };
+
     let Counters {
         total,
         by_route,
         slow,
         faults_injected,
         oauth,
+        push,
     } = state.stats.snapshot();
     Json(StatsBody {
         total,
@@ -93,11 +110,16 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
             grants_revoked: grants.grants_revoked,
             active_grants: grants.active_grants,
         },
+        push: PushStats {
+            counters: push,
+            devices,
+        },
     })
     .into_response()
 }
 
-/// `POST /_control/reset`: deletes all data, rules, counts and OAuth state and settings.
+/// `POST /_control/reset`: deletes all data (todos, devices, OAuth state), rules, counts and
+/// OAuth settings.
 pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     if let Err(err) = state.db.clear().await {
         return err.into_problem(uri.path()).into_response();

@@ -3,7 +3,8 @@
 //! A request is counted as it arrives, before any fault is applied, so a test
 //! can tell how many attempts a client really made. The `/slow` endpoint adds
 //! its own counters to show whether a streamed body was read to the end or
-//! dropped half way.
+//! dropped half way. The OAuth endpoints and the device registry keep counters
+//! of their own, so that a test can tell what reached their handlers.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -34,6 +35,9 @@ pub(crate) struct Counters {
 
     /// What the OAuth endpoints saw.
     pub oauth: OAuthCounters,
+
+    /// What the device registry saw.
+    pub push: PushCounters,
 }
 
 /// What the OAuth endpoints saw; the grant counts come from the database instead.
@@ -50,6 +54,22 @@ pub(crate) struct OAuthCounters {
 
     /// Requests that reached the revocation endpoint's handler.
     pub revocations: u64,
+}
+
+/// What the device registry saw; the number of devices comes from the database instead.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct PushCounters {
+    /// `PUT /devices/{id}` requests that reached the handler, whatever their outcome.
+    pub registrations: u64,
+
+    /// `GET /devices/{id}` requests that reached the handler.
+    pub verifications: u64,
+
+    /// `DELETE /devices/{id}` requests that reached the handler.
+    pub unregistrations: u64,
+
+    /// Devices deleted through the test control, as a push provider's feedback would.
+    pub provider_deletions: u64,
 }
 
 /// How `/slow` responses ended.
@@ -101,6 +121,11 @@ impl Stats {
         change(&mut self.lock().oauth);
     }
 
+    /// Changes the device registry's counters with `change`.
+    pub(crate) fn record_push(&self, change: impl FnOnce(&mut PushCounters)) {
+        change(&mut self.lock().push);
+    }
+
     /// Returns a copy of the counters.
     pub(crate) fn snapshot(&self) -> Counters {
         self.lock().clone()
@@ -142,6 +167,7 @@ mod tests {
         stats.record_slow_started();
         stats.record_fault();
         stats.record_oauth(|oauth| oauth.token_requests += 1);
+        stats.record_push(|push| push.registrations += 1);
 
         stats.reset();
 
