@@ -98,8 +98,8 @@ pub enum Error {
     OAuth {
         /// The OAuth error code (RFC 6749, section 5.2, and RFC 8628).
         error: String,
-        /// The server's human-readable description, if any.
-        description: Option<String>,
+        /// The server's human-readable description, if any. Boxed to keep `Error` small.
+        description: Option<Box<str>>,
     },
 
     /// Token refreshes were stopped because there were too many in a short time, which means

@@ -366,7 +366,9 @@ impl Session {
         if let Some(error) = parameters.get("error") {
             return Err(Error::OAuth {
                 error: error.clone(),
-                description: parameters.get("error_description").cloned(),
+                description: parameters
+                    .get("error_description")
+                    .map(|description| description.as_str().into()),
             });
         }
         let code = parameters.get("code").ok_or_else(|| Error::OAuth {
