@@ -219,6 +219,11 @@ pub(crate) async fn unregister(
         Ok(caller) => caller,
         Err(response) => return response,
     };
+    if caller.is_none() {
+        state
+            .stats
+            .record_push(|push| push.anonymous_unregistrations += 1);
+    }
     let installation_id = match installation_id(&path) {
         Ok(id) => id.to_owned(),
         Err(problem) => return problem.into_response(),

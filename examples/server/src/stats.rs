@@ -68,6 +68,9 @@ pub(crate) struct PushCounters {
     /// `DELETE /devices/{id}` requests that reached the handler.
     pub unregistrations: u64,
 
+    /// Those of them that came without credentials.
+    pub anonymous_unregistrations: u64,
+
     /// Devices deleted through the test control, as a push provider's feedback would.
     pub provider_deletions: u64,
 }
