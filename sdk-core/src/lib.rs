@@ -49,13 +49,10 @@ mod client;
 mod connectivity;
 mod error;
 mod internal;
+pub mod push;
 mod request;
 mod response;
 mod retry;
-#[allow(
-    dead_code,
-    reason = "used by the cache and push components as they land"
-)]
 mod storage;
 
 pub use client::{Client, ClientBuilder};

@@ -89,6 +89,7 @@ pub struct RequestBuilder {
     timeout: Option<Duration>,
     idempotency_key: Option<String>,
     retry: Option<RetryPolicy>,
+    authenticate: bool,
     error: Option<Failure>,
 }
 
@@ -104,8 +105,16 @@ impl RequestBuilder {
             timeout: None,
             idempotency_key: None,
             retry: None,
+            authenticate: true,
             error: None,
         }
+    }
+
+    /// Sends the request without the client's credentials, for calls that must work signed out
+    /// (push unregisters a device that way after its user signed out).
+    pub(crate) fn without_credentials(mut self) -> RequestBuilder {
+        self.authenticate = false;
+        self
     }
 
     /// Adds a query parameter. Names and values are percent-encoded as needed.
@@ -208,6 +217,7 @@ impl RequestBuilder {
             timeout: self.timeout.unwrap_or(shared.request_timeout),
             retry: self.retry.unwrap_or_else(|| shared.retry.clone()),
             has_idempotency_key: self.idempotency_key.is_some(),
+            authenticate: self.authenticate,
         })
     }
 

@@ -11,8 +11,14 @@
 //! - Only a definitive rejection from the token endpoint ends the session; timeouts, connection
 //!   failures, 5xx and offline keep it.
 //! - A breaker stops refresh loops: too many refreshes in a window fail fast instead.
+//!
+//! Other components that must act at session boundaries (push registration) register a
+//! [`SessionHook`]: told of every sign-in, and given the chance to make last authenticated calls
+//! at sign-out, before the tokens are revoked and forgotten.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +65,16 @@ impl Clock for SystemClock {
 pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
+}
+
+/// A component that acts at session boundaries.
+pub(crate) trait SessionHook: Send + Sync {
+    /// A user signed in. Called once the new tokens are in place; must be quick.
+    fn signed_in(&self);
+
+    /// The app is signing the user out. Called while the tokens still work, before they are
+    /// revoked and forgotten, so that the component can make its last authenticated calls.
+    fn before_sign_out(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// The token to send, and the generation it belongs to.
@@ -108,6 +124,7 @@ pub(crate) struct Engine {
     breaker: Mutex<Breaker>,
     single_flight: tokio::sync::Mutex<()>,
     events: broadcast::Sender<SessionEvent>,
+    hooks: Mutex<Vec<Arc<dyn SessionHook>>>,
 }
 
 impl Engine {
@@ -138,7 +155,20 @@ impl Engine {
             }),
             single_flight: tokio::sync::Mutex::new(()),
             events: broadcast::channel(64).0,
+            hooks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers a component to be told of sign-ins and sign-outs.
+    pub(crate) fn add_hook(&self, hook: Arc<dyn SessionHook>) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    pub(crate) fn hooks(&self) -> Vec<Arc<dyn SessionHook>> {
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn flows(&self) -> &OAuthFlows {
@@ -285,6 +315,9 @@ impl Engine {
     /// Starts a session with tokens from a sign-in.
     pub(crate) fn sign_in(&self, tokens: StoredTokens) {
         self.replace(tokens);
+        for hook in self.hooks() {
+            hook.signed_in();
+        }
         let _ = self.events.send(SessionEvent::SignedIn);
     }
 

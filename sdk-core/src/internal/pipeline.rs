@@ -31,6 +31,8 @@ pub(crate) struct Prepared {
     pub(crate) timeout: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) has_idempotency_key: bool,
+    /// Whether the client's credentials go with it (to the client's own origin only).
+    pub(crate) authenticate: bool,
 }
 
 pub(crate) async fn execute(shared: &Shared, request: Prepared) -> Result<Response, Error> {
@@ -110,7 +112,7 @@ async fn attempt_once(
 
         let mut url = request.url.clone();
         let mut headers = request.headers.clone();
-        if url.origin() == shared.base_url.origin() {
+        if request.authenticate && url.origin() == shared.base_url.origin() {
             generation = authenticate(shared, &mut url, &mut headers).await?;
         }
         send(shared, request, url, headers).await
