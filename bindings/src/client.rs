@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::RoundtripError;
+use crate::push::Push;
 use crate::runtime::{self, CancellationToken};
 use crate::types::{ClientConfig, Request, Response};
 
@@ -18,6 +19,8 @@ impl Client {
     /// Builds a client. Fails with `InvalidInput` or `InsecureTransport` for a bad configuration.
     #[uniffi::constructor]
     pub fn new(config: ClientConfig) -> Result<Arc<Self>, RoundtripError> {
+        // Background work the client starts (push registration) runs on the bindings' runtime.
+        let _runtime = runtime::enter();
         let mut builder = roundtrip::Client::builder(&config.base_url)
             .allow_insecure_http(config.allow_insecure_http);
         if let Some(ms) = config.connect_timeout_ms {
@@ -40,6 +43,12 @@ impl Client {
         }
         if let Some(retry) = config.retry {
             builder = builder.retry_policy(retry.into());
+        }
+        if let Some(credentials) = config.credentials {
+            builder = builder.credentials(credentials.into());
+        }
+        if let Some(push) = config.push {
+            builder = builder.push(push.into());
         }
 
         let inner = builder.build()?;
@@ -87,5 +96,10 @@ impl Client {
     /// Whether the device was last reported online.
     pub fn is_online(&self) -> bool {
         self.inner.is_online()
+    }
+
+    /// The push registration of this device, when `ClientConfig.push` was set.
+    pub fn push(&self) -> Option<Arc<Push>> {
+        self.inner.push().map(Push::new)
     }
 }

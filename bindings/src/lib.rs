@@ -16,15 +16,20 @@
 mod client;
 mod error;
 mod logging;
+mod push;
 mod runtime;
 mod types;
 
 pub use client::Client;
 pub use error::RoundtripError;
 pub use logging::{LogLevel, LogRecord, Logger, clear_logger, set_logger};
+pub use push::{
+    Push, PushBackoff, PushConfig, PushStatus, PushToken, RoundtripMessage,
+    parse_roundtrip_message, parse_roundtrip_message_json,
+};
 pub use runtime::CancellationToken;
 pub use types::{
-    ClientConfig, Header, Method, Problem, QueryParam, Request, Response, RetryConfig,
+    ClientConfig, Credentials, Header, Method, Problem, QueryParam, Request, Response, RetryConfig,
 };
 
 uniffi::setup_scaffolding!();

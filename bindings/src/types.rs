@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use roundtrip::RetryPolicy;
+use roundtrip::auth::Secret;
+
+use crate::push::PushConfig;
 
 /// One HTTP header.
 ///
@@ -54,6 +57,32 @@ pub struct RetryConfig {
     pub max_elapsed_ms: u64,
 }
 
+/// Fixed credentials for every request to the client's own origin.
+///
+/// Deliberately not `Debug`: it carries secrets.
+#[derive(uniffi::Enum, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API key sent in a header, such as `X-Api-Key`.
+    ApiKeyHeader {
+        /// The header's name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// An API key sent as a query parameter, such as `api_key`.
+    ApiKeyQuery {
+        /// The parameter's name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// A bearer token the app obtained itself, sent as `Authorization: Bearer`.
+    BearerToken {
+        /// The token.
+        token: String,
+    },
+}
+
 /// Settings for a [`crate::Client`]. Only `base_url` is required.
 #[derive(uniffi::Record, Clone)]
 pub struct ClientConfig {
@@ -83,6 +112,12 @@ pub struct ClientConfig {
     /// Retry settings. Default: 3 attempts within 30 s.
     #[uniffi(default = None)]
     pub retry: Option<RetryConfig>,
+    /// Credentials for every request to the base URL's origin. Default: none.
+    #[uniffi(default = None)]
+    pub credentials: Option<Credentials>,
+    /// Registers the device for push notifications (see `Client.push()`). Default: off.
+    #[uniffi(default = None)]
+    pub push: Option<PushConfig>,
 }
 
 /// One request.
@@ -150,6 +185,24 @@ impl From<Method> for roundtrip::Method {
             Method::Patch => roundtrip::Method::Patch,
             Method::Delete => roundtrip::Method::Delete,
             Method::Head => roundtrip::Method::Head,
+        }
+    }
+}
+
+impl From<Credentials> for roundtrip::auth::Credentials {
+    fn from(credentials: Credentials) -> Self {
+        match credentials {
+            Credentials::ApiKeyHeader { name, key } => roundtrip::auth::Credentials::ApiKeyHeader {
+                name,
+                key: Secret::new(key),
+            },
+            Credentials::ApiKeyQuery { name, key } => roundtrip::auth::Credentials::ApiKeyQuery {
+                name,
+                key: Secret::new(key),
+            },
+            Credentials::BearerToken { token } => {
+                roundtrip::auth::Credentials::BearerToken(Secret::new(token))
+            }
         }
     }
 }
