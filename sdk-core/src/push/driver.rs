@@ -145,6 +145,10 @@ impl PushShared {
         self.start();
         let outcome = self.pass().await;
         self.note_outcome(outcome.as_ref().err());
+        if outcome.is_err() {
+            // The background task takes it from here, with its backoff.
+            self.wake();
+        }
         outcome.map(|_| self.status())
     }
 
