@@ -502,7 +502,8 @@ async fn drive(push: Weak<PushShared>, wake: Arc<Notify>, mut online: watch::Rec
                 Err(error) => {
                     failures += 1;
                     let delay = push.backoff(failures, error.retry_class());
-                    warn!(%error, delay_ms = delay.as_millis() as u64, "push registration failed; retrying");
+                    let delay_ms = delay.as_millis() as u64;
+                    warn!(%error, delay_ms, "push registration failed; retrying");
                     Some(delay)
                 }
             }

@@ -48,8 +48,9 @@ impl MessageKind {
 /// assert_eq!(message.kind(), &MessageKind::Sync);
 ///
 /// // An FCM data message: string values only.
-/// let data = [("roundtrip".to_string(), r#"{"kind":"sync","collections":["todos"]}"#.to_string())];
-/// let message = RoundtripMessage::from_data(&data.into_iter().collect()).unwrap();
+/// let member = r#"{"kind":"sync","collections":["todos"]}"#;
+/// let data = [("roundtrip".to_string(), member.to_string())].into_iter().collect();
+/// let message = RoundtripMessage::from_data(&data).unwrap();
 /// assert_eq!(message.data()["collections"][0], "todos");
 ///
 /// assert!(RoundtripMessage::parse(&json!({ "title": "Hello" })).is_none());

@@ -384,7 +384,9 @@ async fn test_a_registration_is_retried_after_503s() {
     sign_in(&client, "alice", "wonderland").await;
     // More failures than one request's three attempts: the component itself must try again.
     harness
-        .fault(json!({ "path": "/devices", "method": "PUT", "count": 4, "kind": "status", "status": 503 }))
+        .fault(json!({
+            "path": "/devices", "method": "PUT", "count": 4, "kind": "status", "status": 503
+        }))
         .await;
 
     push(&client)

@@ -89,7 +89,7 @@ class TestServer private constructor(
     fun devices(): JSONArray =
         JSONArray(control("GET", "/_control/devices", body = null, expect = 200))
 
-    /** `DELETE /_control/devices/{id}`: drops a registration, as a push provider's feedback would. */
+    /** `DELETE /_control/devices/{id}`: drops a registration, as a push provider would. */
     fun dropDevice(installationId: String) {
         control("DELETE", "/_control/devices/$installationId", body = null, expect = 204)
     }
