@@ -247,11 +247,10 @@ impl PushShared {
 
         let user = user_of(response.json::<Value>().ok());
         let registered = Registered::from_wanted(&wanted, user.clone(), SystemTime::now());
-        if self.lock().session_epoch != epoch {
+        if !self.record(epoch, Some(registered))? {
             debug!("a sign-in happened meanwhile; registering again for the new session");
             return Ok(());
         }
-        self.record(Some(registered)).await?;
         info!(
             user = user.as_deref().unwrap_or("-"),
             opt_in = wanted.opt_in,
@@ -264,30 +263,23 @@ impl PushShared {
         let epoch = self.lock().session_epoch;
         debug!("verifying the registration");
 
-        let user = match client.get(&self.path()).send().await {
-            Ok(response) => Some(user_of(response.json::<Value>().ok())),
-            Err(error) if is_gone(&error) => None,
-            Err(error) => return Err(error),
-        };
-
-        let updated = {
-            let state = self.lock();
-            if state.session_epoch != epoch {
-                return Ok(());
-            }
-            match (user, &state.registered) {
-                (Some(user), Some(registered)) => Some(Registered {
+        let confirmed = match client.get(&self.path()).send().await {
+            Ok(response) => {
+                let user = user_of(response.json::<Value>().ok());
+                let state = self.lock();
+                state.registered.as_ref().map(|registered| Registered {
                     user: user.or_else(|| registered.user.clone()),
                     verified_at: SystemTime::now(),
                     ..registered.clone()
-                }),
-                _ => None,
+                })
             }
+            Err(error) if is_gone(&error) => {
+                info!("the server no longer has the registration; registering again");
+                None
+            }
+            Err(error) => return Err(error),
         };
-        if updated.is_none() {
-            info!("the server no longer has the registration; registering again");
-        }
-        self.record(updated).await
+        self.record(epoch, confirmed).map(|_| ())
     }
 
     /// Sends the unregistration a sign-out could not make, without credentials.
@@ -308,25 +300,31 @@ impl PushShared {
         }
 
         self.database
-            .call(|conn| store::save_signed_out(conn, false))
+            .call(|conn| store::save_unregister_pending(conn, false))
             .await?;
         self.lock().unregister_pending = false;
         Ok(())
     }
 
-    /// Records the registration the server holds (or that it holds none), in SQLite first.
-    async fn record(&self, registered: Option<Registered>) -> Result<(), Error> {
-        let saved = registered.clone();
-        self.database
-            .call(move |conn| store::save_registration(conn, saved.as_ref()))
-            .await?;
-
+    /// Records the registration the server holds (or that it holds none), in SQLite first;
+    /// unless a sign-in happened since `epoch`, which made the result stale. Says whether it
+    /// recorded.
+    ///
+    /// The write is made under the state lock, so that a sign-in cannot slip in between the
+    /// check and the write; it is one short row.
+    fn record(&self, epoch: u64, registered: Option<Registered>) -> Result<bool, Error> {
         let mut state = self.lock();
+        if state.session_epoch != epoch {
+            return Ok(false);
+        }
+        self.database
+            .call_blocking(|conn| store::save_registration(conn, registered.as_ref()))?;
+
         if registered.is_some() {
             state.unregister_pending = false;
         }
         state.registered = registered;
-        Ok(())
+        Ok(true)
     }
 
     /// Unregisters with the session's tokens, which still work, or queues the unregistration.
@@ -384,12 +382,12 @@ impl PushShared {
             state.session_open = true;
             state.session_epoch += 1;
             state.registered = None;
-        }
-        let saved = self
-            .database
-            .call_blocking(|conn| store::save_registration(conn, None));
-        if let Err(error) = saved {
-            warn!(%error, "push state could not be saved at sign-in");
+            let saved = self
+                .database
+                .call_blocking(|conn| store::save_registration(conn, None));
+            if let Err(error) = saved {
+                warn!(%error, "push state could not be saved at sign-in");
+            }
         }
         self.wake();
     }

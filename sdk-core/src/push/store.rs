@@ -164,6 +164,18 @@ pub(crate) fn save_signed_out(
     transaction.commit()
 }
 
+/// Records whether an unregistration still has to be sent.
+pub(crate) fn save_unregister_pending(
+    conn: &mut Connection,
+    unregister_pending: bool,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE settings SET unregister_pending = ?1",
+        [unregister_pending],
+    )
+    .map(|_| ())
+}
+
 fn to_millis(time: SystemTime) -> i64 {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
