@@ -112,10 +112,12 @@ pub enum Error {
         retry_after: Duration,
     },
 
-    /// The secure token store could not be read or written.
+    /// The secure token store, or one of the SDK's local databases, could not be read or
+    /// written.
     ///
-    /// The platform's keychain may be locked or unavailable; the session in memory is kept.
-    #[error("token storage failed: {0}")]
+    /// The platform's keychain may be locked or unavailable, or the storage directory full or
+    /// unwritable. What the SDK holds in memory (the session, push state) is kept.
+    #[error("local storage failed: {0}")]
     Storage(String),
 
     /// Something failed inside the SDK that should not have. Please report it.

@@ -37,6 +37,12 @@
 //! offered, gzip and brotli), reads the body within the size limit and maps any failure to an
 //! [`Error`] in one place.
 //!
+//! # Components
+//!
+//! Sessions (API keys, OAuth 2.0 and the refresh engine) live in [`auth`]; push registration,
+//! which keeps the backend's record of this device correct, in [`push`]. Both work through the
+//! same request pipeline, so credentials, retries and the offline check apply to their calls too.
+//!
 //! # Logging
 //!
 //! The crate logs through `tracing`: `debug` for each request's outcome, `warn` for retries.
