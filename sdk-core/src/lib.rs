@@ -40,8 +40,9 @@
 //! # Components
 //!
 //! Sessions (API keys, OAuth 2.0 and the refresh engine) live in [`auth`]; push registration,
-//! which keeps the backend's record of this device correct, in [`push`]. Both work through the
-//! same request pipeline, so credentials, retries and the offline check apply to their calls too.
+//! which keeps the backend's record of this device correct, in [`push`]. Push makes its calls
+//! through the same request pipeline as the app's own, so credentials, the refresh on a 401,
+//! retries and the offline check apply to them too.
 //!
 //! # Logging
 //!
