@@ -3,9 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roundtrip::auth::{Credentials, Secret};
-
 use crate::RoundtripError;
+use crate::push::Push;
 use crate::runtime::{self, CancellationToken};
 use crate::session::{
     self, AuthorizationRequest, DeviceAuthorization, SessionListener, Subscription, TokenStore,
@@ -30,6 +29,8 @@ impl Client {
         config: ClientConfig,
         token_store: Option<Arc<dyn TokenStore>>,
     ) -> Result<Arc<Self>, RoundtripError> {
+        // Background work the client starts (push registration) runs on the bindings' runtime.
+        let _runtime = runtime::enter();
         let mut builder = roundtrip::Client::builder(&config.base_url)
             .allow_insecure_http(config.allow_insecure_http);
         if let Some(ms) = config.connect_timeout_ms {
@@ -58,24 +59,13 @@ impl Client {
         if let Some(retry) = config.retry {
             builder = builder.retry_policy(retry.into());
         }
+        if let Some(credentials) = config.credentials {
+            builder = builder.credentials(credentials.into());
+        }
+        if let Some(push) = config.push {
+            builder = builder.push(push.into());
+        }
 
-        if let Some(key) = config.api_key {
-            let credentials = if key.in_query {
-                Credentials::ApiKeyQuery {
-                    name: key.name,
-                    key: Secret::new(key.value),
-                }
-            } else {
-                Credentials::ApiKeyHeader {
-                    name: key.name,
-                    key: Secret::new(key.value),
-                }
-            };
-            builder = builder.credentials(credentials);
-        }
-        if let Some(token) = config.bearer_token {
-            builder = builder.credentials(Credentials::BearerToken(Secret::new(token)));
-        }
         if let Some(settings) = config.oauth {
             builder = builder.oauth(session::oauth_config(settings)?);
         }
@@ -204,6 +194,11 @@ impl Client {
         listener: Arc<dyn SessionListener>,
     ) -> Result<Arc<Subscription>, RoundtripError> {
         Ok(Arc::new(session::subscribe(self.session()?, listener)))
+    }
+
+    /// The push registration of this device, when `ClientConfig.push` was set.
+    pub fn push(&self) -> Option<Arc<Push>> {
+        self.inner.push().map(Push::new)
     }
 }
 

@@ -144,7 +144,7 @@ impl From<roundtrip::Error> for RoundtripError {
             roundtrip::Error::OAuth { error, description } => RoundtripError::OAuth {
                 reason,
                 error,
-                description,
+                description: description.map(String::from),
             },
             roundtrip::Error::RefreshThrottled { retry_after } => {
                 RoundtripError::RefreshThrottled {

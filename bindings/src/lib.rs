@@ -16,6 +16,7 @@
 mod client;
 mod error;
 mod logging;
+mod push;
 mod runtime;
 mod session;
 mod types;
@@ -23,9 +24,13 @@ mod types;
 pub use client::Client;
 pub use error::RoundtripError;
 pub use logging::{LogLevel, LogRecord, Logger, clear_logger, set_logger};
+pub use push::{
+    Push, PushBackoff, PushConfig, PushStatus, PushToken, RoundtripMessage,
+    parse_roundtrip_message, parse_roundtrip_message_json,
+};
 pub use runtime::CancellationToken;
 pub use types::{
-    ApiKey, CacheInfo, CachePolicy, ClientConfig, Header, Method, Problem, QueryParam, Request,
+    CacheInfo, CachePolicy, ClientConfig, Credentials, Header, Method, Problem, QueryParam, Request,
     Response, RetryConfig,
 };
 

@@ -17,6 +17,12 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         .expect("the roundtrip runtime could not start")
 });
 
+/// Makes the runtime current on this thread while the guard lives, so that the core can start
+/// its background tasks (push registration) from a call made on an app thread.
+pub(crate) fn enter() -> tokio::runtime::EnterGuard<'static> {
+    RUNTIME.enter()
+}
+
 /// Runs `work` on the runtime. Dropping the returned future, or cancelling `cancellation`, aborts
 /// the work.
 pub(crate) async fn run<T, F>(

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use roundtrip::RetryPolicy;
+use roundtrip::auth::Secret;
+
+use crate::push::PushConfig;
 
 /// One HTTP header.
 ///
@@ -54,6 +57,32 @@ pub struct RetryConfig {
     pub max_elapsed_ms: u64,
 }
 
+/// Fixed credentials for every request to the client's own origin.
+///
+/// Deliberately not `Debug`: it carries secrets.
+#[derive(uniffi::Enum, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API key sent in a header, such as `X-Api-Key`.
+    ApiKeyHeader {
+        /// The header's name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// An API key sent as a query parameter, such as `api_key`.
+    ApiKeyQuery {
+        /// The parameter's name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// A bearer token the app obtained itself, sent as `Authorization: Bearer`.
+    BearerToken {
+        /// The token.
+        token: String,
+    },
+}
+
 /// Settings for a [`crate::Client`]. Only `base_url` is required.
 #[derive(uniffi::Record, Clone)]
 pub struct ClientConfig {
@@ -86,27 +115,15 @@ pub struct ClientConfig {
     /// The HTTP cache's size budget in bytes (default 20 MiB); 0 turns the cache off.
     #[uniffi(default = None)]
     pub cache_size_bytes: Option<u64>,
-    /// An API key sent with every request to the base URL's origin.
+    /// Credentials for every request to the base URL's origin. Default: none.
     #[uniffi(default = None)]
-    pub api_key: Option<ApiKey>,
-    /// A fixed bearer token sent with every request to the base URL's origin.
+    pub credentials: Option<Credentials>,
+    /// Registers the device for push notifications (see `Client.push()`). Default: off.
     #[uniffi(default = None)]
-    pub bearer_token: Option<String>,
+    pub push: Option<PushConfig>,
     /// An OAuth 2.0 session for the client's requests.
     #[uniffi(default = None)]
     pub oauth: Option<crate::session::OAuthSettings>,
-}
-
-/// An API key and where it goes.
-#[derive(uniffi::Record, Clone)]
-pub struct ApiKey {
-    /// The header or query parameter name, such as `X-Api-Key` or `api_key`.
-    pub name: String,
-    /// The key.
-    pub value: String,
-    /// Send it as a query parameter instead of a header.
-    #[uniffi(default = false)]
-    pub in_query: bool,
 }
 
 /// One request.
@@ -206,6 +223,24 @@ impl From<Method> for roundtrip::Method {
             Method::Patch => roundtrip::Method::Patch,
             Method::Delete => roundtrip::Method::Delete,
             Method::Head => roundtrip::Method::Head,
+        }
+    }
+}
+
+impl From<Credentials> for roundtrip::auth::Credentials {
+    fn from(credentials: Credentials) -> Self {
+        match credentials {
+            Credentials::ApiKeyHeader { name, key } => roundtrip::auth::Credentials::ApiKeyHeader {
+                name,
+                key: Secret::new(key),
+            },
+            Credentials::ApiKeyQuery { name, key } => roundtrip::auth::Credentials::ApiKeyQuery {
+                name,
+                key: Secret::new(key),
+            },
+            Credentials::BearerToken { token } => {
+                roundtrip::auth::Credentials::BearerToken(Secret::new(token))
+            }
         }
     }
 }

@@ -12,12 +12,13 @@ use url::Url;
 
 use crate::auth::{
     Credentials, Engine, KeychainStore, OAuthConfig, OAuthFlows, RefreshRules, Session,
-    SystemClock, TokenStore,
+    SessionHook, SystemClock, TokenStore,
 };
 use crate::cache::{HttpCache, SESSION_PARTITION};
 use crate::connectivity::Connectivity;
 use crate::internal::error::Failure;
 use crate::internal::{redact, transport};
+use crate::push::{Push, PushConfig, PushShared};
 use crate::{Error, Method, RequestBuilder, RetryPolicy};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +59,7 @@ pub(crate) struct Shared {
     pub(crate) connectivity: Connectivity,
     pub(crate) storage_dir: Option<PathBuf>,
     pub(crate) auth: Option<Auth>,
+    pub(crate) push: Option<Arc<PushShared>>,
     pub(crate) cache: Option<HttpCache>,
 }
 
@@ -168,6 +170,14 @@ impl Client {
         }
     }
 
+    /// The push registration of this device, when the client was built with
+    /// [`ClientBuilder::push`].
+    pub fn push(&self) -> Option<Push> {
+        self.shared.push.as_ref().map(|inner| Push {
+            inner: Arc::clone(inner),
+        })
+    }
+
     /// The base URL that relative request paths are resolved against.
     pub fn base_url(&self) -> &Url {
         &self.shared.base_url
@@ -208,6 +218,7 @@ pub struct ClientBuilder {
     token_store: Option<Arc<dyn TokenStore>>,
     refresh_rules: RefreshRules,
     cache_size: Option<u64>,
+    push: Option<PushConfig>,
     error: Option<Failure>,
 }
 
@@ -229,8 +240,18 @@ impl ClientBuilder {
             token_store: None,
             refresh_rules: RefreshRules::default(),
             cache_size: Some(DEFAULT_CACHE_SIZE),
+            push: None,
             error: None,
         }
+    }
+
+    /// Registers this device for push notifications with the backend and keeps the
+    /// registration correct, through [`Client::push`]. Its state lives in `push.sqlite3` in the
+    /// [storage directory](ClientBuilder::storage_dir); give the client one, or the installation
+    /// id changes at every start.
+    pub fn push(mut self, config: PushConfig) -> ClientBuilder {
+        self.push = Some(config);
+        self
     }
 
     /// Authenticates every request to the client's own origin with an API key or a fixed
@@ -413,27 +434,42 @@ impl ClientBuilder {
             Some(size) => Some(HttpCache::open(self.storage_dir.as_deref(), size)?),
             None => None,
         };
-        if let (Some(cache), Some(Auth::OAuth(engine))) = (&cache, &auth) {
-            let cache = cache.clone();
-            engine.on_end(move || cache.wipe_sessions());
-        }
 
-        let shared = Shared {
-            http,
-            base_url,
-            default_headers: self.default_headers,
-            request_timeout: self.request_timeout,
-            max_response_body: self.max_response_body,
-            allow_insecure_http: self.allow_insecure_http,
-            retry: self.retry,
-            connectivity: Connectivity::default(),
-            storage_dir: self.storage_dir,
-            auth,
-            cache,
-        };
-        Ok(Client {
-            shared: Arc::new(shared),
-        })
+        // The push component reaches the client through a weak reference, since the client
+        // holds the component.
+        let mut push = Ok(None);
+        let shared = Arc::new_cyclic(|client| {
+            if let Some(config) = self.push {
+                let dir = self.storage_dir.as_deref();
+                push = PushShared::open(config, dir, client.clone()).map(Some);
+            }
+            Shared {
+                http,
+                base_url,
+                default_headers: self.default_headers,
+                request_timeout: self.request_timeout,
+                max_response_body: self.max_response_body,
+                allow_insecure_http: self.allow_insecure_http,
+                retry: self.retry,
+                connectivity: Connectivity::default(),
+                storage_dir: self.storage_dir,
+                auth,
+                cache,
+                push: push.as_ref().ok().cloned().flatten(),
+            }
+        });
+        push?;
+
+        if let (Some(cache), Some(Auth::OAuth(engine))) = (&shared.cache, &shared.auth) {
+            engine.add_hook(Arc::new(cache.clone()) as Arc<dyn SessionHook>);
+        }
+        if let Some(push) = &shared.push {
+            if let Some(Auth::OAuth(engine)) = &shared.auth {
+                engine.add_hook(Arc::clone(push) as Arc<dyn SessionHook>);
+            }
+            push.start();
+        }
+        Ok(Client { shared })
     }
 
     fn keep_first_error(&mut self, failure: Failure) {

@@ -98,8 +98,8 @@ pub enum Error {
     OAuth {
         /// The OAuth error code (RFC 6749, section 5.2, and RFC 8628).
         error: String,
-        /// The server's human-readable description, if any.
-        description: Option<String>,
+        /// The server's human-readable description, if any. Boxed to keep `Error` small.
+        description: Option<Box<str>>,
     },
 
     /// Token refreshes were stopped because there were too many in a short time, which means
@@ -119,10 +119,12 @@ pub enum Error {
     #[error("no stored response for this request")]
     NotCached,
 
-    /// The secure token store could not be read or written.
+    /// The secure token store, or one of the SDK's local databases, could not be read or
+    /// written.
     ///
-    /// The platform's keychain may be locked or unavailable; the session in memory is kept.
-    #[error("token storage failed: {0}")]
+    /// The platform's keychain may be locked or unavailable, or the storage directory full or
+    /// unwritable. What the SDK holds in memory (the session, push state) is kept.
+    #[error("local storage failed: {0}")]
     Storage(String),
 
     /// Something failed inside the SDK that should not have. Please report it.
@@ -301,7 +303,7 @@ mod tests {
         assert_send_sync::<Error>();
 
         assert!(
-            std::mem::size_of::<Error>() <= 48,
+            std::mem::size_of::<Error>() <= 40,
             "{}",
             std::mem::size_of::<Error>()
         );

@@ -37,6 +37,13 @@
 //! offered, gzip and brotli), reads the body within the size limit and maps any failure to an
 //! [`Error`] in one place.
 //!
+//! # Components
+//!
+//! Sessions (API keys, OAuth 2.0 and the refresh engine) live in [`auth`]; push registration,
+//! which keeps the backend's record of this device correct, in [`push`]. Push makes its calls
+//! through the same request pipeline as the app's own, so credentials, the refresh on a 401,
+//! retries and the offline check apply to them too.
+//!
 //! # Logging
 //!
 //! The crate logs through `tracing`: `debug` for each request's outcome, `warn` for retries.
@@ -50,6 +57,7 @@ mod client;
 mod connectivity;
 mod error;
 mod internal;
+pub mod push;
 mod request;
 mod response;
 mod retry;

@@ -91,6 +91,7 @@ pub struct RequestBuilder {
     idempotency_key: Option<String>,
     retry: Option<RetryPolicy>,
     cache_policy: CachePolicy,
+    authenticate: bool,
     error: Option<Failure>,
 }
 
@@ -107,8 +108,16 @@ impl RequestBuilder {
             idempotency_key: None,
             retry: None,
             cache_policy: CachePolicy::Default,
+            authenticate: true,
             error: None,
         }
+    }
+
+    /// Sends the request without the client's credentials, for calls that must work signed out
+    /// (push unregisters a device that way after its user signed out).
+    pub(crate) fn without_credentials(mut self) -> RequestBuilder {
+        self.authenticate = false;
+        self
     }
 
     /// Adds a query parameter. Names and values are percent-encoded as needed.
@@ -218,6 +227,7 @@ impl RequestBuilder {
             retry: self.retry.unwrap_or_else(|| shared.retry.clone()),
             has_idempotency_key: self.idempotency_key.is_some(),
             cache_policy: self.cache_policy,
+            authenticate: self.authenticate,
         })
     }
 

@@ -10,7 +10,8 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use roundtrip::auth::{KeychainStore, OAuthConfig, TokenStore};
+use roundtrip::auth::{KeychainStore, MemoryStore, OAuthConfig, TokenStore};
+use roundtrip::push::{PushConfig, PushToken};
 use roundtrip::{Client, RetryPolicy};
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
@@ -151,6 +152,64 @@ async fn test_a_full_session_leaves_no_token_in_logs_or_files() {
         store.load().unwrap().is_none(),
         "sign-out left tokens in the keyring"
     );
+}
+
+#[tokio::test]
+async fn test_push_tokens_stay_out_of_logs_and_files() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("roundtrip=trace,warn")
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let server = roundtrip_server::start(Default::default()).await.unwrap();
+    let url = server.base_url();
+    let client = Client::builder(&url)
+        .storage_dir(dir.path())
+        .oauth(OAuthConfig::discover("roundtrip-demo", &url).unwrap())
+        .token_store(Arc::new(MemoryStore::default()))
+        .push(PushConfig::new().app_version("1.0"))
+        .build()
+        .unwrap();
+    let push = client.push().unwrap();
+    let tokens = [
+        PushToken::Fcm("fcmPUSHSECRET1:APA91bXyZ".into()),
+        PushToken::UnifiedPush("https://up.example/PUSHSECRET2".into()),
+        PushToken::Apns(vec![0xc0, 0xff, 0xee, 0x5e, 0xc7, 0xe7, 0x03]),
+    ];
+
+    client
+        .session()
+        .unwrap()
+        .sign_in_with_password("alice", "wonderland")
+        .await
+        .unwrap();
+    for token in &tokens {
+        push.set_token(token.clone()).unwrap();
+        push.reconcile().await.unwrap();
+    }
+    client.session().unwrap().sign_out().await.unwrap();
+    drop(client);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("device registered"), "{logs}");
+    assert!(
+        logs.contains("fcm:fcmPUS…"),
+        "the redacted token is shown: {logs}"
+    );
+    let files = all_files(dir.path());
+    assert!(files.iter().any(|(path, _)| path.ends_with("push.sqlite3")));
+    for secret in ["PUSHSECRET1", "PUSHSECRET2", "c0ffee5ec7e703"] {
+        assert!(!logs.contains(secret), "a push token leaked into the logs");
+        for (path, bytes) in &files {
+            let found = bytes
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes());
+            assert!(!found, "a push token leaked into {path}");
+        }
+    }
 }
 
 fn reqwest_free_control(url: &str) -> Client {

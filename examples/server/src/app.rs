@@ -30,7 +30,7 @@ use crate::faults::{self, Faults};
 use crate::oauth::{self, OAuth};
 use crate::problem::Problem;
 use crate::stats::Stats;
-use crate::{control, fixtures, todos};
+use crate::{control, devices, fixtures, todos};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -126,10 +126,21 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/me", get(oauth::userinfo::me))
         .route(
+            "/devices/{installation_id}",
+            get(devices::fetch)
+                .put(devices::register)
+                .delete(devices::unregister),
+        )
+        .route(
             "/_control/faults",
             post(control::add_fault).delete(control::clear_faults),
         )
         .route("/_control/stats", get(control::stats))
+        .route("/_control/devices", get(devices::control_list))
+        .route(
+            "/_control/devices/{installation_id}",
+            axum::routing::delete(devices::control_delete),
+        )
         .route("/_control/reset", post(control::reset))
         .route("/_control/cache/resources/{name}", put(cache::define))
         .route("/_control/cache/resources", delete(cache::clear))

@@ -15,10 +15,11 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::app::{AppState, read_body};
+use crate::devices;
 use crate::faults::FaultRule;
 use crate::oauth::store;
 use crate::problem::Problem;
-use crate::stats::{CacheCounters, Counters, OAuthCounters, SlowCounters};
+use crate::stats::{CacheCounters, Counters, OAuthCounters, PushCounters, SlowCounters};
 
 /// The largest fault rule body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -33,6 +34,7 @@ struct StatsBody {
     todos: u64,
     oauth: OAuthStats,
     cache: std::collections::BTreeMap<String, CacheCounters>,
+    push: PushStats,
 }
 
 /// The `oauth` part of the stats: the handlers' counters and the grants in the store.
@@ -42,6 +44,14 @@ struct OAuthStats {
     counters: OAuthCounters,
     grants_revoked: u64,
     active_grants: u64,
+}
+
+/// The `push` part of the stats: the registry's counters and the devices it holds.
+#[derive(Debug, Serialize)]
+struct PushStats {
+    #[serde(flatten)]
+    counters: PushCounters,
+    devices: u64,
 }
 
 /// `POST /_control/faults`: appends a fault rule.
@@ -67,7 +77,8 @@ pub(crate) async fn clear_faults(State(state): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// `GET /_control/stats`: the counters, the number of stored todos and the state of grants.
+/// `GET /_control/stats`: the counters, the number of stored todos and devices, and the state
+/// of grants.
 pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
     let todos = match state.db.count_todos().await {
         Ok(todos) => todos,
@@ -78,6 +89,11 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         Err(err) => return err.into_problem(uri.path()).into_response(),
     };
 
+    let devices = match state.db.run(|conn| Ok(devices::count(conn)?)).await {
+        Ok(devices) => devices,
+        Err(err) => return err.into_problem(uri.path()).into_response(),
+    };
+
     let Counters {
         total,
         by_route,
@@ -85,6 +101,7 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         faults_injected,
         oauth,
         cache,
+        push,
     } = state.stats.snapshot();
     Json(StatsBody {
         total,
@@ -98,12 +115,16 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
             active_grants: grants.active_grants,
         },
         cache,
+        push: PushStats {
+            counters: push,
+            devices,
+        },
     })
     .into_response()
 }
 
-/// `POST /_control/reset`: deletes all data, rules, counts, cache resources and OAuth state
-/// and settings.
+/// `POST /_control/reset`: deletes all data (todos, devices, OAuth state), rules, counts,
+/// cache resources and OAuth settings.
 pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     if let Err(err) = state.db.clear().await {
         return err.into_problem(uri.path()).into_response();

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::Connection;
 use tracing::error;
 
-use crate::oauth;
 use crate::problem::Problem;
+use crate::{devices, oauth};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS todos (
@@ -75,6 +75,7 @@ impl Db {
 
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(oauth::store::SCHEMA)?;
+        conn.execute_batch(devices::SCHEMA)?;
 
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -107,8 +108,8 @@ impl Db {
         .await
     }
 
-    /// Deletes every todo, idempotency record and piece of OAuth state, and
-    /// restarts todo and grant ids at 1.
+    /// Deletes every todo, idempotency record, device and piece of OAuth
+    /// state, and restarts todo and grant ids at 1.
     pub(crate) async fn clear(&self) -> Result<(), DbError> {
         self.run(|conn| {
             let tx = conn.transaction()?;
@@ -116,6 +117,7 @@ impl Db {
             tx.execute("DELETE FROM idempotency_keys", [])?;
             tx.execute("DELETE FROM sqlite_sequence WHERE name = 'todos'", [])?;
             oauth::store::clear(&tx)?;
+            devices::clear(&tx)?;
             tx.commit()?;
             Ok(())
         })

@@ -7,7 +7,8 @@
 //! `/_control` that inject faults (error statuses, delays, TCP resets) and
 //! report what the server saw. It is also an OAuth 2.0 authorization server
 //! guarding one resource, `/me`, for the SDK's sign-in and token refresh
-//! tests. `docs/server-contract.md` describes the contract
+//! tests, and a device registry (`/devices/{installation_id}`) where apps
+//! register their push tokens. `docs/server-contract.md` describes the contract
 //! for backend teams; this crate is what the SDK's tests run against.
 //!
 //! Tests embed it in-process:
@@ -28,6 +29,7 @@ mod cache;
 mod conn;
 mod control;
 mod db;
+mod devices;
 mod faults;
 mod fixtures;
 mod idempotency;

@@ -4,7 +4,8 @@
 //! can tell how many attempts a client really made. The `/slow` endpoint adds
 //! its own counters to show whether a streamed body was read to the end or
 //! dropped half way, and the cacheable resources count, per name, what reached
-//! the network and how it was answered.
+//! the network and how it was answered. The OAuth endpoints and the device registry keep
+//! counters of their own, so that a test can tell what reached their handlers.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -36,6 +37,8 @@ pub(crate) struct Counters {
     /// What the OAuth endpoints saw.
     pub oauth: OAuthCounters,
 
+    /// What the device registry saw.
+    pub push: PushCounters,
     /// Requests to each cacheable resource, by name.
     pub cache: BTreeMap<String, CacheCounters>,
 }
@@ -70,6 +73,25 @@ pub(crate) struct OAuthCounters {
 
     /// Requests that reached the revocation endpoint's handler.
     pub revocations: u64,
+}
+
+/// What the device registry saw; the number of devices comes from the database instead.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct PushCounters {
+    /// `PUT /devices/{id}` requests that reached the handler, whatever their outcome.
+    pub registrations: u64,
+
+    /// `GET /devices/{id}` requests that reached the handler.
+    pub verifications: u64,
+
+    /// `DELETE /devices/{id}` requests that reached the handler.
+    pub unregistrations: u64,
+
+    /// Those of them that came without credentials.
+    pub anonymous_unregistrations: u64,
+
+    /// Devices deleted through the test control, as a push provider's feedback would.
+    pub provider_deletions: u64,
 }
 
 /// How `/slow` responses ended.
@@ -126,6 +148,11 @@ impl Stats {
         change(self.lock().cache.entry(name.to_owned()).or_default());
     }
 
+    /// Changes the device registry's counters with `change`.
+    pub(crate) fn record_push(&self, change: impl FnOnce(&mut PushCounters)) {
+        change(&mut self.lock().push);
+    }
+
     /// Returns a copy of the counters.
     pub(crate) fn snapshot(&self) -> Counters {
         self.lock().clone()
@@ -168,6 +195,7 @@ mod tests {
         stats.record_fault();
         stats.record_oauth(|oauth| oauth.token_requests += 1);
         stats.record_cache("r", |cache| cache.requests += 1);
+        stats.record_push(|push| push.registrations += 1);
 
         stats.reset();
 

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use roundtrip::auth::{
     KeychainStore, MemoryStore, OAuthConfig, Secret, SessionEvent, StoredTokens, TokenStore,
 };
+use roundtrip::push::{PushConfig, PushToken, RoundtripMessage};
 use roundtrip::{CachePolicy, CacheSource, Client, Error, RetryPolicy};
 use roundtrip_server::Config;
 use serde_json::{Value, json};
@@ -49,6 +50,7 @@ async fn main() -> TourResult {
     offline(&client, &control).await?;
     sessions(&server.base_url(), &control).await?;
     caching(&client, &control).await?;
+    push(&server.base_url(), &storage.path().join("app"), &control).await?;
 
     server.shutdown().await;
     println!("\nDone: every step behaved as described.");
@@ -375,6 +377,74 @@ async fn caching(client: &Client, control: &Client) -> TourResult {
         offline.cache().stale,
         "offline, the stale response was served and marked stale",
     )
+}
+
+async fn push(base_url: &str, storage: &std::path::Path, control: &Client) -> TourResult {
+    step(9, "Push: a registration, a token rotation, a sign-out");
+    let client = Client::builder(base_url)
+        .storage_dir(storage)
+        .oauth(OAuthConfig::discover("roundtrip-demo", base_url)?)
+        .token_store(Arc::new(MemoryStore::default()))
+        .push(PushConfig::new().app_version("1.0.0").locale("en-GB"))
+        .build()?;
+    let push = client.push().ok_or("the client has no push")?;
+    let session = client.session().ok_or("the client has no session")?;
+    session.sign_in_with_password("alice", "wonderland").await?;
+
+    let first = PushToken::Fcm("cT0ur1st:APA91bFirstTokenOfTheTour".into());
+    push.set_token(first.clone())?;
+    let status = push.reconcile().await?;
+    let devices = device_registry(control).await?;
+    println!(
+        "   the app hands over {first:?}; installation {}",
+        &push.installation_id()[..8]
+    );
+    println!(
+        "   the server registered it for {}: platform {}, app version {}, opt-in {}",
+        devices[0]["user"], devices[0]["platform"], devices[0]["app_version"], devices[0]["opt_in"]
+    );
+    check(
+        status.registered && devices.len() == 1 && devices[0]["user"] == "alice",
+        "the device is registered for the signed-in user",
+    )?;
+
+    push.set_token(first)?;
+    push.reconcile().await?;
+    let unchanged = stats(control).await?["push"]["registrations"].clone();
+    println!("   the same token again: registrations at the server stay at {unchanged}");
+
+    let rotated = PushToken::Fcm("fR3shT0k:APA91bTheRotatedToken".into());
+    push.set_token(rotated.clone())?;
+    push.reconcile().await?;
+    let devices = device_registry(control).await?;
+    let registrations = stats(control).await?["push"]["registrations"].clone();
+    println!("   Firebase rotates the token to {rotated:?}: registrations {registrations}");
+    check(
+        unchanged == 1
+            && registrations == 2
+            && devices[0]["token"] == "fR3shT0k:APA91bTheRotatedToken",
+        "the rotated token replaced the old one, and an unchanged one cost nothing",
+    )?;
+
+    let message = json!({ "aps": { "content-available": 1 }, "roundtrip": { "kind": "sync" } });
+    let incoming = RoundtripMessage::parse(&message).map(|m| m.kind().as_str().to_owned());
+    println!("   an incoming {message} is addressed to Roundtrip: {incoming:?}");
+
+    session.sign_out().await?;
+    let push_stats = stats(control).await?["push"].clone();
+    let left = device_registry(control).await?.len();
+    println!(
+        "   signed out: unregistrations {}, of which without credentials {}; devices left {left}",
+        push_stats["unregistrations"], push_stats["anonymous_unregistrations"]
+    );
+    check(
+        left == 0 && push_stats["anonymous_unregistrations"] == 0,
+        "sign-out unregistered the device with the session's tokens, before dropping them",
+    )
+}
+
+async fn device_registry(control: &Client) -> Result<Vec<Value>, Error> {
+    control.get("/_control/devices").await?.json()
 }
 
 /// The platform keychain, if it accepts a write here (a Linux session may lack a usable kernel

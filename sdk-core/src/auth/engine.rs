@@ -11,8 +11,14 @@
 //! - Only a definitive rejection from the token endpoint ends the session; timeouts, connection
 //!   failures, 5xx and offline keep it.
 //! - A breaker stops refresh loops: too many refreshes in a window fail fast instead.
+//!
+//! Other components that must act at session boundaries (push registration) register a
+//! [`SessionHook`]: told of every sign-in, and given the chance to make last authenticated calls
+//! at sign-out, before the tokens are revoked and forgotten.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +65,22 @@ impl Clock for SystemClock {
 pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
+}
+
+/// A component that acts at session boundaries. Every method has a default that does nothing.
+pub(crate) trait SessionHook: Send + Sync {
+    /// A user signed in. Called once the new tokens are in place; must be quick.
+    fn signed_in(&self) {}
+
+    /// The app is signing the user out. Called while the tokens still work, before they are
+    /// revoked and forgotten, so that the component can make its last authenticated calls.
+    fn before_sign_out(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// The session ended (signed out, or rejected by the server). Called after the tokens are
+    /// gone; must be quick.
+    fn ended(&self) {}
 }
 
 /// The token to send, and the generation it belongs to.
@@ -108,7 +130,7 @@ pub(crate) struct Engine {
     breaker: Mutex<Breaker>,
     single_flight: tokio::sync::Mutex<()>,
     events: broadcast::Sender<SessionEvent>,
-    end_hooks: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+    hooks: Mutex<Vec<Arc<dyn SessionHook>>>,
 }
 
 impl Engine {
@@ -139,8 +161,20 @@ impl Engine {
             }),
             single_flight: tokio::sync::Mutex::new(()),
             events: broadcast::channel(64).0,
-            end_hooks: Mutex::new(Vec::new()),
+            hooks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers a component to be told of sign-ins and sign-outs.
+    pub(crate) fn add_hook(&self, hook: Arc<dyn SessionHook>) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    pub(crate) fn hooks(&self) -> Vec<Arc<dyn SessionHook>> {
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn flows(&self) -> &OAuthFlows {
@@ -153,14 +187,6 @@ impl Engine {
             .tokens
             .as_ref()
             .and_then(|tokens| tokens.session_id.clone())
-    }
-
-    /// Runs `hook` whenever the session ends (sign-out or expiry), after the tokens are gone.
-    pub(crate) fn on_end(&self, hook: impl Fn() + Send + Sync + 'static) {
-        self.end_hooks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(hook));
     }
 
     pub(crate) fn now_secs(&self) -> u64 {
@@ -308,6 +334,9 @@ impl Engine {
             tokens.session_id = crate::auth::oauth::random_token(16).ok();
         }
         self.replace(tokens);
+        for hook in self.hooks() {
+            hook.signed_in();
+        }
         let _ = self.events.send(SessionEvent::SignedIn);
     }
 
@@ -321,13 +350,8 @@ impl Engine {
         if let Err(error) = self.store.clear() {
             warn!(%error, "stored tokens could not be cleared");
         }
-        for hook in self
-            .end_hooks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            hook();
+        for hook in self.hooks() {
+            hook.ended();
         }
         let _ = self.events.send(event);
         previous

@@ -27,7 +27,7 @@ use url::Url;
 use crate::Error;
 use crate::internal::error::Failure;
 
-pub(crate) use engine::{Engine, RefreshFailure, RefreshRules, SystemClock};
+pub(crate) use engine::{Engine, RefreshFailure, RefreshRules, SessionHook, SystemClock};
 pub use oauth::{DeviceAuthorization, Endpoints};
 pub use store::{KeychainStore, MemoryStore, StoredTokens, TokenStore};
 
@@ -366,7 +366,9 @@ impl Session {
         if let Some(error) = parameters.get("error") {
             return Err(Error::OAuth {
                 error: error.clone(),
-                description: parameters.get("error_description").cloned(),
+                description: parameters
+                    .get("error_description")
+                    .map(|description| description.as_str().into()),
             });
         }
         let code = parameters.get("code").ok_or_else(|| Error::OAuth {
@@ -469,16 +471,30 @@ impl Session {
         }
     }
 
-    /// Signs out: revokes the refresh token at the server (best effort, RFC 7009), then forgets
-    /// the tokens locally whatever the server said.
+    /// Signs out: lets the SDK's components make their last authenticated calls (push
+    /// unregisters the device), revokes the refresh token at the server (best effort, RFC 7009),
+    /// then forgets the tokens locally whatever the server said.
+    ///
+    /// Once started, the sign-out runs to completion even if the caller stops waiting for it.
     pub async fn sign_out(&self) -> Result<(), Error> {
-        let flows = self.engine.flows();
+        let session = self.clone();
+        tokio::spawn(async move { session.run_sign_out().await })
+            .await
+            .map_err(|_| Error::Internal("the sign-out task failed".into()))
+    }
+
+    async fn run_sign_out(&self) {
+        // Signing out while signed out changes nothing and announces nothing.
         if !self.engine.is_signed_in() {
-            return Ok(());
+            return;
         }
+        for hook in self.engine.hooks() {
+            hook.before_sign_out().await;
+        }
+        let flows = self.engine.flows();
         let previous = self.engine.end(SessionEvent::SignedOut);
         let Some(tokens) = previous else {
-            return Ok(());
+            return;
         };
 
         let revocation = match flows.endpoints().await {
@@ -489,7 +505,7 @@ impl Session {
             }
         };
         let Some(endpoint) = revocation else {
-            return Ok(());
+            return;
         };
         let (token, hint) = match &tokens.refresh_token {
             Some(refresh) => (refresh, "refresh_token"),
@@ -504,7 +520,6 @@ impl Session {
             warn!(%error, "token revocation failed; signed out locally");
         }
         info!("signed out");
-        Ok(())
     }
 
     fn now(&self) -> u64 {

@@ -88,7 +88,7 @@ pub(crate) enum Grant {
     /// The server refused the grant (400 or 401): `error` is its RFC 6749 error code.
     Refused {
         error: String,
-        description: Option<String>,
+        description: Option<Box<str>>,
     },
 }
 
@@ -159,7 +159,7 @@ pub(crate) async fn discover(
         {
             return Err(Error::OAuth {
                 error: "invalid_issuer".into(),
-                description: Some(format!("metadata names issuer {claimed}")),
+                description: Some(format!("metadata names issuer {claimed}").into()),
             });
         }
         return endpoints_from(metadata, allow_insecure_http);
@@ -208,7 +208,7 @@ pub(crate) async fn token_request(
             {
                 return Err(Error::OAuth {
                     error: "unsupported_token_type".into(),
-                    description: Some(format!("token type {kind} is not Bearer")),
+                    description: Some(format!("token type {kind} is not Bearer").into()),
                 });
             }
             Ok(Grant::Issued(StoredTokens {
@@ -233,7 +233,9 @@ pub(crate) async fn token_request(
                     },
                     |refused| refused.error.clone(),
                 ),
-                description: refused.and_then(|refused| refused.error_description),
+                description: refused
+                    .and_then(|refused| refused.error_description)
+                    .map(String::into_boxed_str),
             })
         }
         _ => Err(Error::Http {
@@ -258,7 +260,7 @@ pub(crate) async fn device_authorization(
         return Err(match refused {
             Some(refused) => Error::OAuth {
                 error: refused.error,
-                description: refused.error_description,
+                description: refused.error_description.map(String::into_boxed_str),
             },
             None => Error::Http {
                 status,

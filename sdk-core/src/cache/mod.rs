@@ -27,6 +27,7 @@ use http::{HeaderMap, HeaderValue};
 use tracing::{debug, warn};
 use url::Url;
 
+use crate::auth::SessionHook;
 use crate::client::Shared;
 use crate::internal::pipeline::{self, Prepared};
 use crate::storage::{Database, OnCorruption};
@@ -112,11 +113,18 @@ impl HttpCache {
     }
 
     /// Forgets every signed-in session's responses.
-    pub(crate) fn wipe_sessions(&self) {
+    fn wipe_sessions(&self) {
         match self.store.wipe_partitions(SESSION_PARTITION) {
             Ok(removed) => debug!(removed, "session responses removed from the cache"),
             Err(error) => warn!(%error, "could not wipe session responses from the cache"),
         }
+    }
+}
+
+/// The end of a session wipes what was cached for it.
+impl SessionHook for HttpCache {
+    fn ended(&self) {
+        self.wipe_sessions();
     }
 }
 

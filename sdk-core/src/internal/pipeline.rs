@@ -35,6 +35,8 @@ pub(crate) struct Prepared {
     pub(crate) retry: RetryPolicy,
     pub(crate) has_idempotency_key: bool,
     pub(crate) cache_policy: CachePolicy,
+    /// Whether the client's credentials go with it (to the client's own origin only).
+    pub(crate) authenticate: bool,
 }
 
 pub(crate) async fn execute(shared: &Arc<Shared>, request: Prepared) -> Result<Response, Error> {
@@ -122,7 +124,7 @@ async fn attempt_once(
 
         let mut url = request.url.clone();
         let mut headers = request.headers.clone();
-        if url.origin() == shared.base_url.origin() {
+        if request.authenticate && url.origin() == shared.base_url.origin() {
             generation = authenticate(shared, &mut url, &mut headers).await?;
         }
         send(shared, request, url, headers).await

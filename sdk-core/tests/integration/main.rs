@@ -10,6 +10,7 @@ mod cancellation;
 mod connectivity;
 mod errors;
 mod http;
+mod push;
 mod retry;
 mod safety;
 mod session;

@@ -3,6 +3,9 @@
 //! A request without credentials gets a bare challenge; one whose token is
 //! unknown, expired or revoked gets `error="invalid_token"` so a client knows
 //! to refresh rather than to ask the user again. Both come with a problem body.
+//!
+//! [`authenticate`] and [`require_user`] are the one way the server checks a
+//! bearer token; the device registry uses them too.
 
 use axum::Json;
 use axum::extract::State;
@@ -22,11 +25,50 @@ struct MeBody {
     grant_id: i64,
 }
 
+/// The user a valid access token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct User {
+    /// The username, which is also the `sub` of `/me`.
+    pub username: String,
+
+    /// The scope granted to the token.
+    pub scope: String,
+
+    /// The grant the token was issued under.
+    pub grant_id: i64,
+}
+
 /// `GET /me`: who the access token speaks for.
 pub(crate) async fn me(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    let instance = uri.path();
-    let Some(token) = bearer_token(&headers) else {
-        return unauthorized(instance, None);
+    let user = match require_user(&state, &headers, uri.path()).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+
+    let body = MeBody {
+        sub: user.username,
+        scope: user.scope,
+        grant_id: user.grant_id,
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Checks the request's bearer token, if it has one.
+///
+/// `Ok(None)` means the request carries no bearer credentials at all. A token
+/// that is unknown, expired or revoked is an `Err` holding the 401 response to
+/// send, with an `invalid_token` challenge.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    instance: &str,
+) -> Result<Option<User>, Response> {
+    let Some(token) = bearer_token(headers) else {
+        return Ok(None);
     };
 
     let token = digest(token);
@@ -42,24 +84,30 @@ pub(crate) async fn me(State(state): State<AppState>, uri: Uri, headers: HeaderM
             scope,
             grant_id,
         }) => {
-            let body = MeBody {
-                sub: username,
+            return Ok(Some(User {
+                username,
                 scope,
                 grant_id,
-            };
-            let mut response = Json(body).into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return response;
+            }));
         }
         Ok(AccessCheck::Unknown) => "the access token is not valid",
         Ok(AccessCheck::Expired) => "the access token has expired",
         Ok(AccessCheck::Revoked) => "the access token has been revoked",
-        Err(err) => return err.into_problem(instance).into_response(),
+        Err(err) => return Err(err.into_problem(instance).into_response()),
     };
 
-    unauthorized(instance, Some(reason))
+    Err(unauthorized(instance, Some(reason)))
+}
+
+/// Like [`authenticate`], but a request without credentials gets the bare 401 challenge.
+pub(crate) async fn require_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    instance: &str,
+) -> Result<User, Response> {
+    authenticate(state, headers, instance)
+        .await?
+        .ok_or_else(|| unauthorized(instance, None))
 }
 
 /// The credential of an `Authorization: Bearer` header (RFC 6750 2.1), if there is one.

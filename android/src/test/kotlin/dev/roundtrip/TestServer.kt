@@ -1,5 +1,6 @@
 package dev.roundtrip
 
+import org.json.JSONArray
 import org.json.JSONObject
 import java.io.File
 import java.net.URI
@@ -29,8 +30,8 @@ class TestServer private constructor(
     private val http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build()
 
     /**
-     * `POST /_control/reset`: deletes todos, idempotency records, faults and OAuth state;
-     * zeroes stats.
+     * `POST /_control/reset`: deletes todos, devices, idempotency records, OAuth state and
+     * faults; zeroes stats.
      */
     fun reset() {
         control("POST", "/_control/reset", body = null, expect = 204)
@@ -84,6 +85,34 @@ class TestServer private constructor(
             stats = stats()
         }
         return stats
+    }
+
+    /**
+     * An access token for [username] from the password grant, for a client with fixed bearer
+     * credentials (the bindings do not export sessions yet).
+     */
+    fun accessToken(username: String, password: String): String {
+        val form = "grant_type=password&client_id=roundtrip-demo" +
+            "&username=$username&password=$password"
+        val request = HttpRequest.newBuilder(URI.create("$baseUrl/oauth/token"))
+            .timeout(Duration.ofSeconds(10))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .POST(HttpRequest.BodyPublishers.ofString(form))
+            .build()
+
+        val response = http.send(request, HttpResponse.BodyHandlers.ofString())
+
+        check(response.statusCode() == 200) { "password grant failed: ${response.body()}" }
+        return JSONObject(response.body()).getString("access_token")
+    }
+
+    /** `GET /_control/devices`: every push registration, tokens included, oldest first. */
+    fun devices(): JSONArray =
+        JSONArray(control("GET", "/_control/devices", body = null, expect = 200))
+
+    /** `DELETE /_control/devices/{id}`: drops a registration, as a push provider would. */
+    fun dropDevice(installationId: String) {
+        control("DELETE", "/_control/devices/$installationId", body = null, expect = 204)
     }
 
     override fun close() {
