@@ -206,4 +206,30 @@ class PushTest : ServerTest() {
         assertNull(roundtripMessage(mapOf("title" to "Hello")))
         assertNull(parseRoundtripMessageJson("""{"roundtrip":"garbage"}"""))
     }
+
+    @Test
+    fun `sign-out unregisters the device and the next user registers anew`() = runBlocking<Unit> {
+        val config = config(server.baseUrl).copy(
+            storageDir = storage.path,
+            oauth = OAuthSettings(clientId = "roundtrip-demo", issuer = server.baseUrl),
+            push = PushConfig(backoff = PushBackoff(initialDelayMs = 20u, maxDelayMs = 200u)),
+        )
+        val app = Client(config, RecordingTokenStore()).also { apps += it }
+        val push = app.requirePush()
+        app.signInWithPassword("alice", "wonderland")
+        push.setFcmToken("kotlin-shared-device")
+        assertEquals("alice", push.reconcile().user)
+
+        app.signOut()
+
+        assertEquals(0, server.devices().length(), "the device is still registered")
+        assertEquals(1, pushStats().getInt("unregistrations"))
+        assertEquals(0, pushStats().getInt("anonymous_unregistrations"))
+
+        app.signInWithPassword("bob", "builder")
+        val status = push.reconcile()
+
+        assertEquals("bob", status.user)
+        assertEquals("bob", server.devices().getJSONObject(0).getString("user"))
+    }
 }
