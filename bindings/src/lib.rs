@@ -30,8 +30,8 @@ pub use push::{
 };
 pub use runtime::CancellationToken;
 pub use types::{
-    CacheInfo, CachePolicy, ClientConfig, Credentials, Header, Method, Problem, QueryParam, Request,
-    Response, RetryConfig,
+    CacheInfo, CachePolicy, ClientConfig, Credentials, Header, Method, Problem, QueryParam,
+    Request, Response, RetryConfig,
 };
 
 uniffi::setup_scaffolding!();
