@@ -20,6 +20,7 @@ use axum::middleware;
 use axum::routing::{any, get, post};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 
@@ -27,6 +28,7 @@ use crate::db::Db;
 use crate::faults::{self, Faults};
 use crate::oauth::{self, OAuth};
 use crate::problem::Problem;
+use crate::realtime::{self, Hub};
 use crate::stats::Stats;
 use crate::{control, fixtures, todos};
 
@@ -44,16 +46,20 @@ pub(crate) struct AppState {
 
     /// The OAuth settings that tests can change.
     pub oauth: Arc<OAuth>,
+
+    /// Open WebSockets and the event log.
+    pub realtime: Arc<Hub>,
 }
 
 impl AppState {
-    /// Creates the state around an opened database.
-    pub(crate) fn new(db: Db) -> Self {
+    /// Creates the state around an opened database; `shutdown` turns true when the server stops.
+    pub(crate) fn new(db: Db, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             db,
             faults: Arc::default(),
             stats: Arc::default(),
             oauth: Arc::default(),
+            realtime: Arc::new(Hub::new(shutdown)),
         }
     }
 }
@@ -110,12 +116,26 @@ pub(crate) fn router(state: AppState) -> Router {
             get(oauth::device::verification_page).post(oauth::device::verification_submit),
         )
         .route("/me", get(oauth::userinfo::me))
+        .route("/ws", get(realtime::upgrade))
         .route(
             "/_control/faults",
             post(control::add_fault).delete(control::clear_faults),
         )
         .route("/_control/stats", get(control::stats))
         .route("/_control/reset", post(control::reset))
+        .route(
+            "/_control/realtime/publish",
+            post(realtime::control::publish),
+        )
+        .route(
+            "/_control/realtime/drop",
+            post(realtime::control::drop_connections),
+        )
+        .route(
+            "/_control/realtime/silence",
+            post(realtime::control::silence),
+        )
+        .route("/_control/realtime/close", post(realtime::control::close))
         .route("/_control/oauth/settings", post(oauth::control::settings))
         .route(
             "/_control/oauth/expire-access-tokens",

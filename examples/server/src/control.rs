@@ -16,7 +16,7 @@ use crate::app::{AppState, read_body};
 use crate::faults::FaultRule;
 use crate::oauth::store;
 use crate::problem::Problem;
-use crate::stats::{Counters, OAuthCounters, SlowCounters};
+use crate::stats::{Counters, OAuthCounters, RealtimeCounters, SlowCounters};
 
 /// The largest fault rule body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -30,6 +30,15 @@ struct StatsBody {
     faults_injected: u64,
     todos: u64,
     oauth: OAuthStats,
+    realtime: RealtimeStats,
+}
+
+/// The `realtime` part of the stats: the endpoint's counters and the sockets open now.
+#[derive(Debug, Serialize)]
+struct RealtimeStats {
+    #[serde(flatten)]
+    counters: RealtimeCounters,
+    open_connections: usize,
 }
 
 /// The `oauth` part of the stats: the handlers' counters and the grants in the store.
@@ -81,6 +90,7 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         slow,
         faults_injected,
         oauth,
+        realtime,
     } = state.stats.snapshot();
     Json(StatsBody {
         total,
@@ -93,11 +103,16 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
             grants_revoked: grants.grants_revoked,
             active_grants: grants.active_grants,
         },
+        realtime: RealtimeStats {
+            counters: realtime,
+            open_connections: state.realtime.open(),
+        },
     })
     .into_response()
 }
 
-/// `POST /_control/reset`: deletes all data, rules, counts and OAuth state and settings.
+/// `POST /_control/reset`: deletes all data, rules, counts, OAuth state and settings, and
+/// realtime sockets and events.
 pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     if let Err(err) = state.db.clear().await {
         return err.into_problem(uri.path()).into_response();
@@ -106,6 +121,7 @@ pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     state.faults.clear();
     state.stats.reset();
     state.oauth.reset();
+    state.realtime.reset();
     info!("server reset");
 
     StatusCode::NO_CONTENT.into_response()
