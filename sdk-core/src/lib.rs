@@ -37,6 +37,12 @@
 //! offered, gzip and brotli), reads the body within the size limit and maps any failure to an
 //! [`Error`] in one place.
 //!
+//! # Realtime
+//!
+//! [`Client::channel`] opens a WebSocket [`realtime::Channel`] that authenticates like requests
+//! do, reconnects with backoff, detects dead connections with pings, queues messages while
+//! disconnected and can resume from the last event it received.
+//!
 //! # Logging
 //!
 //! The crate logs through `tracing`: `debug` for each request's outcome, `warn` for retries.
@@ -49,6 +55,7 @@ mod client;
 mod connectivity;
 mod error;
 mod internal;
+pub mod realtime;
 mod request;
 mod response;
 mod retry;

@@ -9,6 +9,7 @@ mod cancellation;
 mod connectivity;
 mod errors;
 mod http;
+mod realtime;
 mod retry;
 mod safety;
 mod session;
