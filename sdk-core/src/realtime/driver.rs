@@ -6,11 +6,15 @@
 //! close request and the network signal are watched at every step, so neither waits for a
 //! timer to run out.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt, SinkExt, StreamExt, ready};
 use http::header::{SEC_WEBSOCKET_PROTOCOL, USER_AGENT};
 use http::{HeaderMap, HeaderValue};
 use tokio::net::TcpStream;
@@ -27,12 +31,20 @@ use url::{Host, Url};
 use crate::client::Auth;
 use crate::internal::{pipeline, redact};
 use crate::realtime::backoff::{Next, Reconnect};
+use crate::realtime::queue::Outbox;
 use crate::realtime::{
     ChannelConfig, ChannelEvent, ChannelState, DisconnectReason, Inner, Message, wire,
 };
 use crate::{Client, Error, RetryClass};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How many already-received messages are handled before the driver looks at its timers and
+/// the outgoing queue again.
+const READ_BATCH: usize = 256;
+
+/// How many queued messages are taken for the socket at a time; one flush follows each batch.
+const WRITE_BATCH: usize = 64;
 
 /// How an open connection ended.
 enum End {
@@ -222,7 +234,7 @@ impl Link {
         self.inner.state.send_replace(state.clone());
         self.inner
             .subscribers
-            .deliver(ChannelEvent::State(state))
+            .deliver(vec![ChannelEvent::State(state)])
             .await;
     }
 
@@ -333,73 +345,117 @@ impl Link {
     }
 
     /// Serves one connection until it ends.
-    async fn serve(&self, mut socket: Socket, signals: &mut Signals) -> End {
+    ///
+    /// Reading and writing proceed side by side: a write the network holds up never stops the
+    /// driver from reading, so two peers that both send a lot cannot block each other.
+    async fn serve(&self, socket: Socket, signals: &mut Signals) -> End {
+        let (mut sink, mut stream) = socket.split();
+        let mut writer = Writer::default();
         let ping_interval = self.config.ping_interval;
         let mut next_ping = tokio::time::Instant::now() + ping_interval;
         let mut pong_due: Option<tokio::time::Instant> = None;
         let mut pings: u64 = 0;
+        // One timer for the whole connection, moved instead of made anew for every message.
+        let timer = tokio::time::sleep_until(next_ping);
+        tokio::pin!(timer);
 
-        loop {
-            let more = match self.flush(&mut socket).await {
-                Ok(more) => more,
-                Err(error) => return End::Lost(error),
-            };
+        let end = loop {
+            if writer.is_idle() {
+                writer.take_from(&self.inner.outbox);
+            }
             let wake = pong_due.map_or(next_ping, |due| due.min(next_ping));
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
 
             tokio::select! {
                 () = closing(&mut signals.close_requested) => {
-                    self.close_gracefully(&mut socket).await;
+                    self.close_gracefully(&mut writer, sink, stream).await;
                     return End::Closed;
                 }
-                _ = network_change(&mut signals.online, true) => return End::Offline,
-                () = self.inner.outbox.arrived() => {}
-                () = std::future::ready(()), if more => {}
-                () = tokio::time::sleep_until(wake) => {
+                _ = network_change(&mut signals.online, true) => break End::Offline,
+                () = self.inner.outbox.arrived(), if writer.is_idle() => {}
+                written = poll_fn(|cx| writer.poll_write(&mut sink, cx)), if !writer.is_idle() => {
+                    if let Err(error) = written {
+                        break End::Lost(websocket_error(error));
+                    }
+                }
+                () = &mut timer => {
                     let now = tokio::time::Instant::now();
                     if pong_due.is_some_and(|due| now >= due) {
                         debug!("no pong in time; the connection is dead");
-                        return End::Lost(Error::Connection(
+                        break End::Lost(Error::Connection(
                             "no pong within the timeout: the connection is dead".into(),
                         ));
                     }
                     if now >= next_ping {
                         pings += 1;
                         trace!(pings, "ping");
-                        let ping = WsMessage::Ping(pings.to_be_bytes().to_vec().into());
-                        if let Err(error) = self.write(&mut socket, ping).await {
-                            return End::Lost(error);
-                        }
+                        writer.ping(pings);
+                        // A ping the network does not take counts as unanswered too.
                         pong_due.get_or_insert(now + self.config.pong_timeout);
                         next_ping = now + ping_interval;
                     }
                 }
-                received = socket.next() => {
+                received = stream.next() => {
                     let started = tokio::time::Instant::now();
-                    let message = match received {
-                        Some(Ok(message)) => message,
-                        Some(Err(error)) => return End::Lost(websocket_error(error)),
-                        None => return End::Lost(Error::Connection(
-                            "the server closed the connection".into(),
-                        )),
-                    };
-                    if let Some(end) = self.receive(message, &mut socket, &mut pong_due).await {
-                        return end;
+                    let mut received = received;
+                    // Take what is already buffered in one go, up to a bound, before looking
+                    // at the timers and the queue again.
+                    let mut ended = None;
+                    let mut events = Vec::new();
+                    for handled in 1..=READ_BATCH {
+                        let message = match received {
+                            Some(Ok(message)) => message,
+                            Some(Err(error)) => {
+                                ended = Some(End::Lost(websocket_error(error)));
+                                break;
+                            }
+                            None => {
+                                ended = Some(End::Lost(Error::Connection(
+                                    "the server closed the connection".into(),
+                                )));
+                                break;
+                            }
+                        };
+                        let outcome = self.receive(message, &mut sink, &mut pong_due, &mut events);
+                        if let Some(end) = outcome.await {
+                            ended = Some(end);
+                            break;
+                        }
+                        if handled == READ_BATCH {
+                            break;
+                        }
+                        match stream.next().now_or_never() {
+                            Some(next) => received = next,
+                            None => break,
+                        }
                     }
-                    // Time spent waiting for the app to take the message is not the server's.
+                    self.inner.subscribers.deliver(events).await;
+                    if let Some(end) = ended {
+                        break end;
+                    }
+                    // Time spent waiting for the app to take messages is not the server's.
                     if let Some(due) = &mut pong_due {
                         *due += started.elapsed();
                     }
                 }
             }
-        }
+        };
+
+        // Messages never handed to the socket keep their place for the next connection.
+        self.inner.outbox.put_back(writer.into_unsent());
+        end
     }
 
-    /// Handles one message from the server; `Some` when it ends the connection.
+    /// Handles one message from the server: an event for the app goes to `events`; `Some` when
+    /// the message ends the connection.
     async fn receive(
         &self,
         message: WsMessage,
-        socket: &mut Socket,
+        sink: &mut Sink,
         pong_due: &mut Option<tokio::time::Instant>,
+        events: &mut Vec<ChannelEvent>,
     ) -> Option<End> {
         let event = match message {
             WsMessage::Text(text) => {
@@ -430,7 +486,7 @@ impl Link {
                     (u16::from(frame.code), frame.reason.as_str().to_owned())
                 });
                 // Send the close reply tungstenite queued; the server may be gone already.
-                let _ = tokio::time::timeout(self.config.pong_timeout, socket.flush()).await;
+                let _ = tokio::time::timeout(self.config.pong_timeout, sink.flush()).await;
                 if self.config.final_close_codes.contains(&code) {
                     return Some(End::Final { code, reason });
                 }
@@ -440,75 +496,45 @@ impl Link {
             }
         };
         trace!("message received");
-        self.inner.subscribers.deliver(event).await;
+        events.push(event);
         None
-    }
-
-    /// Writes queued messages, one queue's worth at most; says whether more are waiting.
-    async fn flush(&self, socket: &mut Socket) -> Result<bool, Error> {
-        let mut budget = self.config.queue_capacity;
-        while budget > 0 {
-            let batch = self.inner.outbox.take(budget.min(64));
-            if batch.is_empty() {
-                return Ok(false);
-            }
-            budget -= batch.len();
-
-            let written = tokio::time::timeout(self.config.pong_timeout, async {
-                let mut messages = batch.into_iter();
-                while let Some(message) = messages.next() {
-                    if let Err(error) = socket.feed(to_websocket(message)).await {
-                        return Err((error, messages.collect()));
-                    }
-                }
-                socket.flush().await.map_err(|error| (error, Vec::new()))
-            })
-            .await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err((error, unsent))) => {
-                    // Messages never handed to the socket keep their place for the next one.
-                    self.inner.outbox.put_back(unsent);
-                    return Err(websocket_error(error));
-                }
-                Err(_elapsed) => {
-                    return Err(Error::Connection(
-                        "a write made no progress: the connection is dead".into(),
-                    ));
-                }
-            }
-        }
-        Ok(self.inner.outbox.len() > 0)
-    }
-
-    async fn write(&self, socket: &mut Socket, message: WsMessage) -> Result<(), Error> {
-        match tokio::time::timeout(self.config.pong_timeout, socket.send(message)).await {
-            Ok(sent) => sent.map_err(websocket_error),
-            Err(_elapsed) => Err(Error::Connection(
-                "a write made no progress: the connection is dead".into(),
-            )),
-        }
     }
 
     /// Sends what is queued, then closes with 1000 and waits briefly for the server's reply,
     /// delivering the messages that arrive meanwhile.
-    async fn close_gracefully(&self, socket: &mut Socket) {
+    async fn close_gracefully(&self, writer: &mut Writer, mut sink: Sink, mut stream: Stream) {
         let bound = self.config.pong_timeout.min(Duration::from_secs(2));
         let closing = async {
-            if self.flush(socket).await.is_err() {
-                return;
+            loop {
+                if writer.is_idle() {
+                    writer.take_from(&self.inner.outbox);
+                    if writer.is_idle() {
+                        break;
+                    }
+                }
+                if poll_fn(|cx| writer.poll_write(&mut sink, cx))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
             let frame = CloseFrame {
                 code: CloseCode::Normal,
                 reason: "".into(),
             };
-            if socket.close(Some(frame)).await.is_err() {
+            if sink.send(WsMessage::Close(Some(frame))).await.is_err() {
                 return;
             }
             // What the server sent before it saw the close is still delivered.
             let mut pong_due = None;
-            while let Some(Ok(message)) = socket.next().await {
-                if self.receive(message, socket, &mut pong_due).await.is_some() {
+            while let Some(Ok(message)) = stream.next().await {
+                let mut events = Vec::new();
+                let end = self
+                    .receive(message, &mut sink, &mut pong_due, &mut events)
+                    .await;
+                self.inner.subscribers.deliver(events).await;
+                if end.is_some() {
                     return;
                 }
             }
@@ -516,6 +542,74 @@ impl Link {
         if tokio::time::timeout(bound, closing).await.is_err() {
             debug!("the server did not answer the close in time");
         }
+    }
+}
+
+type Sink = SplitSink<Socket, WsMessage>;
+type Stream = SplitStream<Socket>;
+
+/// What goes to the socket next: a batch taken from the outbox, and pings.
+#[derive(Default)]
+struct Writer {
+    pending: VecDeque<Outgoing>,
+    unflushed: bool,
+}
+
+enum Outgoing {
+    App(Message),
+    Ping(u64),
+}
+
+impl Writer {
+    /// Nothing to hand to the socket and nothing to flush.
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty() && !self.unflushed
+    }
+
+    fn take_from(&mut self, outbox: &Outbox) {
+        self.pending
+            .extend(outbox.take(WRITE_BATCH).into_iter().map(Outgoing::App));
+    }
+
+    fn ping(&mut self, number: u64) {
+        self.pending.push_front(Outgoing::Ping(number));
+    }
+
+    /// Hands pending messages to the socket, then flushes. A message leaves `pending` only once
+    /// the socket took it, so cancelling this loses nothing.
+    fn poll_write(
+        &mut self,
+        sink: &mut Sink,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), tungstenite::Error>> {
+        while !self.pending.is_empty() {
+            ready!(sink.poll_ready_unpin(cx))?;
+            let message = match self.pending.pop_front() {
+                Some(Outgoing::App(message)) => to_websocket(message),
+                Some(Outgoing::Ping(number)) => {
+                    WsMessage::Ping(number.to_be_bytes().to_vec().into())
+                }
+                None => break,
+            };
+            sink.start_send_unpin(message)?;
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            ready!(sink.poll_flush_unpin(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The app's messages the socket never took, in order.
+    fn into_unsent(self) -> Vec<Message> {
+        self.pending
+            .into_iter()
+            .filter_map(|outgoing| match outgoing {
+                Outgoing::App(message) => Some(message),
+                Outgoing::Ping(_) => None,
+            })
+            .collect()
     }
 }
 

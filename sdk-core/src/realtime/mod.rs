@@ -295,9 +295,9 @@ impl ChannelBuilder {
         self
     }
 
-    /// How long a ping may go unanswered before the connection is declared dead and replaced;
-    /// also bounds a write that makes no progress. Default: 10 s. A dead connection is noticed
-    /// within `ping_interval + pong_timeout`.
+    /// How long a ping may go unanswered (or unsent, when the network takes nothing) before
+    /// the connection is declared dead and replaced. Default: 10 s. A dead connection is
+    /// noticed within `ping_interval + pong_timeout`.
     pub fn pong_timeout(mut self, timeout: Duration) -> ChannelBuilder {
         self.config.pong_timeout = timeout.max(Duration::from_millis(1));
         self

@@ -604,3 +604,31 @@ async fn test_plain_websockets_off_loopback_are_refused_at_open() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn test_a_burst_of_messages_arrives_complete_and_in_order() {
+    let harness = signed_in(Arc::new(MemoryStore::default())).await;
+    let channel = channel(&harness.client)
+        .queue(3000, Overflow::Fail)
+        .open()
+        .unwrap();
+    let mut events = Events::of(&channel);
+    events.connected().await;
+
+    // Far more than the driver handles per wake-up, so bursts span several batches.
+    for n in 0..3000 {
+        channel.send_text(n.to_string()).unwrap();
+    }
+    let mut echoed = Vec::with_capacity(3000);
+    for _ in 0..3000 {
+        echoed.push(events.text().await);
+    }
+
+    assert!(
+        echoed
+            .iter()
+            .enumerate()
+            .all(|(n, text)| *text == n.to_string()),
+        "echoes out of order or missing"
+    );
+}
