@@ -6,7 +6,7 @@
 use crate::types::Problem;
 
 /// What went wrong with a call. Each case matches one of the Rust `roundtrip::Error` variants.
-#[derive(uniffi::Error, Debug, thiserror::Error)]
+#[derive(uniffi::Error, Clone, Debug, thiserror::Error)]
 pub enum RoundtripError {
     /// The call is malformed (URL, header, configuration); fix it rather than retry.
     #[error("{reason}")]
@@ -64,6 +64,48 @@ pub enum RoundtripError {
         /// What did not decode.
         reason: String,
     },
+    /// No user is signed in, or the server ended the session; show the sign-in screen.
+    #[error("{reason}")]
+    SignInRequired {
+        /// A description.
+        reason: String,
+    },
+    /// The authorization server refused a sign-in step (`invalid_grant`, `access_denied`...).
+    #[error("{reason}")]
+    OAuth {
+        /// A description.
+        reason: String,
+        /// The OAuth error code.
+        error: String,
+    },
+    /// Token refreshes are throttled; the session is kept. Try again after the wait.
+    #[error("{reason}")]
+    RefreshThrottled {
+        /// A description.
+        reason: String,
+        /// How long until a refresh is allowed again.
+        retry_after_ms: u64,
+    },
+    /// The token store failed; the session in memory is kept.
+    #[error("{reason}")]
+    Storage {
+        /// What failed.
+        reason: String,
+    },
+    /// The realtime channel was closed and takes no more messages.
+    #[error("{reason}")]
+    ChannelClosed {
+        /// A description.
+        reason: String,
+    },
+    /// The channel's outgoing queue is full; send later or choose another overflow rule.
+    #[error("{reason}")]
+    QueueFull {
+        /// A description.
+        reason: String,
+        /// How many messages the queue holds.
+        capacity: u64,
+    },
     /// The operation was cancelled before it finished.
     #[error("{reason}")]
     Cancelled {
@@ -104,6 +146,20 @@ impl From<roundtrip::Error> for RoundtripError {
                 limit_bytes: limit,
             },
             roundtrip::Error::Decode(_) => RoundtripError::Decode { reason },
+            roundtrip::Error::SignInRequired => RoundtripError::SignInRequired { reason },
+            roundtrip::Error::OAuth { error, .. } => RoundtripError::OAuth { reason, error },
+            roundtrip::Error::RefreshThrottled { retry_after } => {
+                RoundtripError::RefreshThrottled {
+                    reason,
+                    retry_after_ms: retry_after.as_millis() as u64,
+                }
+            }
+            roundtrip::Error::Storage(_) => RoundtripError::Storage { reason },
+            roundtrip::Error::ChannelClosed => RoundtripError::ChannelClosed { reason },
+            roundtrip::Error::QueueFull { capacity } => RoundtripError::QueueFull {
+                reason,
+                capacity: capacity as u64,
+            },
             _ => RoundtripError::Internal { reason },
         }
     }

@@ -16,13 +16,20 @@
 mod client;
 mod error;
 mod logging;
+mod realtime;
 mod runtime;
+mod session;
 mod types;
 
 pub use client::Client;
 pub use error::RoundtripError;
 pub use logging::{LogLevel, LogRecord, Logger, clear_logger, set_logger};
+pub use realtime::{
+    Channel, ChannelConfig, ChannelEvent, ChannelListener, ChannelState, ChannelSubscription,
+    DisconnectReason, Overflow,
+};
 pub use runtime::CancellationToken;
+pub use session::{OAuthSettings, StoredTokens, TokenStore};
 pub use types::{
     ClientConfig, Header, Method, Problem, QueryParam, Request, Response, RetryConfig,
 };

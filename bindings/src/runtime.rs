@@ -17,6 +17,18 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         .expect("the roundtrip runtime could not start")
 });
 
+/// Runs `work` on the calling thread, which must not be one of the runtime's, with the runtime's
+/// timers and I/O available.
+pub(crate) fn block_on<F: Future>(work: F) -> F::Output {
+    RUNTIME.block_on(work)
+}
+
+/// Calls `f` inside the runtime's context, for code that spawns onto "the current runtime".
+pub(crate) fn enter<T>(f: impl FnOnce() -> T) -> T {
+    let _guard = RUNTIME.enter();
+    f()
+}
+
 /// Runs `work` on the runtime. Dropping the returned future, or cancelling `cancellation`, aborts
 /// the work.
 pub(crate) async fn run<T, F>(

@@ -38,6 +38,21 @@ class TestServer private constructor(
         control("POST", "/_control/faults", body = ruleJson, expect = 204)
     }
 
+    /** `POST /_control/realtime/ACTION` (`drop`, `silence`, `close`) on every open socket. */
+    fun realtime(action: String, bodyJson: String = "{}") {
+        control("POST", "/_control/realtime/$action", body = bodyJson, expect = 200)
+    }
+
+    /** `POST /_control/realtime/publish` with [dataJson] as the event's data; returns its id. */
+    fun publish(dataJson: String): Long =
+        JSONObject(control("POST", "/_control/realtime/publish", """{"data":$dataJson}""", 200))
+            .getLong("id")
+
+    /** `POST /_control/oauth/expire-access-tokens`. */
+    fun expireAccessTokens() {
+        control("POST", "/_control/oauth/expire-access-tokens", body = null, expect = 204)
+    }
+
     /** `GET /_control/stats`, parsed. */
     fun stats(): JSONObject =
         JSONObject(control("GET", "/_control/stats", body = null, expect = 200))
