@@ -231,14 +231,13 @@ async fn sessions(base_url: &str, control: &Client) -> TourResult {
         7,
         "Sessions: sign-in, one refresh for many requests, sign-out",
     );
-    let (store, kept_in): (Arc<dyn TokenStore>, &str) =
-        match KeychainStore::new("dev.roundtrip.tour", base_url) {
-            Ok(store) if store.load().is_ok() => (Arc::new(store), "the platform keychain"),
-            _ => (
-                Arc::new(MemoryStore::default()),
-                "memory (no platform keychain here)",
-            ),
-        };
+    let (store, kept_in): (Arc<dyn TokenStore>, &str) = match usable_keychain(base_url) {
+        Some(store) => (Arc::new(store), "the platform keychain"),
+        None => (
+            Arc::new(MemoryStore::default()),
+            "memory (no platform keychain here)",
+        ),
+    };
     let client = Client::builder(base_url)
         .oauth(OAuthConfig::discover("roundtrip-demo", base_url)?.scopes(["todos"]))
         .token_store(store)
