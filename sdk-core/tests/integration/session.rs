@@ -323,8 +323,9 @@ async fn test_a_refresh_completes_when_its_request_is_cancelled() {
         let client = harness.client.clone();
         async move { client.get("/me").await }
     });
+    // The sign-in made the first token request; the refresh is the second.
     harness
-        .wait_for_stats(|stats| stats["by_route"]["POST /oauth/token"] == 1)
+        .wait_for_stats(|stats| stats["by_route"]["POST /oauth/token"] == 2)
         .await;
 
     request.abort();
