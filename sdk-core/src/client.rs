@@ -123,7 +123,7 @@ impl Client {
     /// use roundtrip::realtime::ChannelEvent;
     ///
     /// let channel = client.channel("/ws").subprotocol("chat.v1").open()?;
-    /// let mut events = channel.events();
+    /// let mut events = std::pin::pin!(channel.events());
     /// channel.send_text("hello")?; // queued until connected, then sent in order
     /// while let Some(event) = events.next().await {
     ///     if let ChannelEvent::Message(message) = event {

@@ -648,7 +648,10 @@ fn websocket_error(error: tungstenite::Error) -> Error {
             let body = response.body().as_deref().unwrap_or_default();
             pipeline::status_failure(status, response.headers(), body).into_public()
         }
-        tungstenite::Error::Io(error) => io_error("connection", &error),
+        tungstenite::Error::Io(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+            Error::Timeout
+        }
+        tungstenite::Error::Io(error) => Error::Connection(error.to_string()),
         tungstenite::Error::Url(error) => Error::InvalidInput(format!("channel URL: {error}")),
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
             Error::Connection("the connection closed".into())

@@ -17,7 +17,7 @@
 //!     .resume(true)
 //!     .open()?;
 //!
-//! let mut events = channel.events();
+//! let mut events = std::pin::pin!(channel.events());
 //! channel.send_text(r#"{"say": "hello"}"#)?;
 //! while let Some(event) = events.next().await {
 //!     match event {
