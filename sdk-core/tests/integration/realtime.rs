@@ -610,15 +610,18 @@ async fn test_a_burst_of_messages_arrives_complete_and_in_order() {
     let harness = signed_in(Arc::new(MemoryStore::default())).await;
     let channel = channel(&harness.client)
         .queue(3000, Overflow::Fail)
+        .event_buffer(1)
         .open()
         .unwrap();
     let mut events = Events::of(&channel);
     events.connected().await;
 
-    // Far more than the driver handles per wake-up, so bursts span several batches.
+    // Not reading holds the channel back, so the echoes pile up in the socket and arrive
+    // as one burst far larger than what the driver handles per wake-up.
     for n in 0..3000 {
         channel.send_text(n.to_string()).unwrap();
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut echoed = Vec::with_capacity(3000);
     for _ in 0..3000 {
         echoed.push(events.text().await);
