@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::RoundtripError;
 use crate::push::Push;
+use crate::realtime::{Channel, ChannelConfig};
 use crate::runtime::{self, CancellationToken};
 use crate::session::{
     self, AuthorizationRequest, DeviceAuthorization, SessionListener, Subscription, TokenStore,
@@ -75,6 +76,13 @@ impl Client {
 
         let inner = builder.build()?;
         Ok(Arc::new(Client { inner }))
+    }
+
+    /// Opens a realtime channel: a WebSocket at `config.path` under the base URL that
+    /// authenticates like requests, reconnects by itself and queues messages while
+    /// disconnected. Connection failures show up as state events, not as exceptions here.
+    pub fn channel(&self, config: ChannelConfig) -> Result<Arc<Channel>, RoundtripError> {
+        Channel::open(&self.inner, config)
     }
 
     /// Sends a request and returns its response; statuses of 400 and above throw `Http`.

@@ -6,7 +6,7 @@
 use crate::types::Problem;
 
 /// What went wrong with a call. Each case matches one of the Rust `roundtrip::Error` variants.
-#[derive(uniffi::Error, Debug, thiserror::Error)]
+#[derive(uniffi::Error, Clone, Debug, thiserror::Error)]
 pub enum RoundtripError {
     /// The call is malformed (URL, header, configuration); fix it rather than retry.
     #[error("{reason}")]
@@ -100,6 +100,20 @@ pub enum RoundtripError {
         /// A description.
         reason: String,
     },
+    /// The realtime channel was closed and takes no more messages.
+    #[error("{reason}")]
+    ChannelClosed {
+        /// A description.
+        reason: String,
+    },
+    /// The channel's outgoing queue is full; send later or choose another overflow rule.
+    #[error("{reason}")]
+    QueueFull {
+        /// A description.
+        reason: String,
+        /// How many messages the queue holds.
+        capacity: u64,
+    },
     /// The operation was cancelled before it finished.
     #[error("{reason}")]
     Cancelled {
@@ -154,6 +168,11 @@ impl From<roundtrip::Error> for RoundtripError {
             }
             roundtrip::Error::Storage(_) => RoundtripError::Storage { reason },
             roundtrip::Error::NotCached => RoundtripError::NotCached { reason },
+            roundtrip::Error::ChannelClosed => RoundtripError::ChannelClosed { reason },
+            roundtrip::Error::QueueFull { capacity } => RoundtripError::QueueFull {
+                reason,
+                capacity: capacity as u64,
+            },
             _ => RoundtripError::Internal { reason },
         }
     }

@@ -17,6 +17,7 @@ mod client;
 mod error;
 mod logging;
 mod push;
+mod realtime;
 mod runtime;
 mod session;
 mod types;
@@ -28,7 +29,15 @@ pub use push::{
     Push, PushBackoff, PushConfig, PushStatus, PushToken, RoundtripMessage,
     parse_roundtrip_message, parse_roundtrip_message_json,
 };
+pub use realtime::{
+    Channel, ChannelConfig, ChannelEvent, ChannelListener, ChannelState, ChannelSubscription,
+    DisconnectReason, Overflow,
+};
 pub use runtime::CancellationToken;
+pub use session::{
+    AuthorizationRequest, DeviceAuthorization, OAuthSettings, SessionEvent, SessionListener,
+    StoredTokens, Subscription, TokenStore,
+};
 pub use types::{
     CacheInfo, CachePolicy, ClientConfig, Credentials, Header, Method, Problem, QueryParam,
     Request, Response, RetryConfig,

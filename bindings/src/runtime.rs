@@ -17,6 +17,12 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         .expect("the roundtrip runtime could not start")
 });
 
+/// Runs `work` on the calling thread, which must not be one of the runtime's, with the runtime's
+/// timers and I/O available.
+pub(crate) fn block_on<F: Future>(work: F) -> F::Output {
+    RUNTIME.block_on(work)
+}
+
 /// Makes the runtime current on this thread while the guard lives, so that the core can start
 /// its background tasks (push registration) from a call made on an app thread.
 pub(crate) fn enter() -> tokio::runtime::EnterGuard<'static> {

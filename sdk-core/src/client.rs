@@ -19,6 +19,7 @@ use crate::connectivity::Connectivity;
 use crate::internal::error::Failure;
 use crate::internal::{redact, transport};
 use crate::push::{Push, PushConfig, PushShared};
+use crate::realtime::ChannelBuilder;
 use crate::{Error, Method, RequestBuilder, RetryPolicy};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) connectivity: Connectivity,
     pub(crate) storage_dir: Option<PathBuf>,
     pub(crate) auth: Option<Auth>,
+    /// TLS for realtime channels: the HTTP configuration, offering HTTP/1.1 only.
+    pub(crate) websocket_tls: Arc<rustls::ClientConfig>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) user_agent: String,
     pub(crate) push: Option<Arc<PushShared>>,
     pub(crate) cache: Option<HttpCache>,
 }
@@ -140,6 +145,28 @@ impl Client {
     /// Starts a HEAD request.
     pub fn head(&self, target: &str) -> RequestBuilder {
         self.request(Method::Head, target)
+    }
+
+    /// Starts describing a realtime channel: a WebSocket at `target`, a path relative to the
+    /// base URL like a request's (`https` becomes `wss`, `http` becomes `ws`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: roundtrip::Client) -> Result<(), roundtrip::Error> {
+    /// use futures_util::StreamExt;
+    /// use roundtrip::realtime::ChannelEvent;
+    ///
+    /// let channel = client.channel("/ws").subprotocol("chat.v1").open()?;
+    /// let mut events = std::pin::pin!(channel.events());
+    /// channel.send_text("hello")?; // queued until connected, then sent in order
+    /// while let Some(event) = events.next().await {
+    ///     if let ChannelEvent::Message(message) = event {
+    ///         println!("{message:?}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn channel(&self, target: &str) -> ChannelBuilder {
+        ChannelBuilder::new(self.clone(), target)
     }
 
     /// Tells the client whether the device has a network.
@@ -399,9 +426,10 @@ impl ClientBuilder {
             std::fs::create_dir_all(dir).map_err(Failure::from)?;
         }
 
+        let websocket_tls = transport::websocket_tls(self.extra_roots.clone())?;
         let http = transport::build(transport::TransportConfig {
             connect_timeout: self.connect_timeout,
-            user_agent: self.user_agent,
+            user_agent: self.user_agent.clone(),
             allow_insecure_http: self.allow_insecure_http,
             extra_roots: self.extra_roots,
         })?;
@@ -456,6 +484,9 @@ impl ClientBuilder {
                 auth,
                 cache,
                 push: push.as_ref().ok().cloned().flatten(),
+                websocket_tls,
+                connect_timeout: self.connect_timeout,
+                user_agent: self.user_agent,
             }
         });
         push?;

@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 /// What went wrong with a call.
-#[derive(Debug, thiserror::Error)]
+///
+/// Cloneable so that a channel can report the same failure in its state and in its events.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The call itself is malformed: a URL that does not parse, a header name or value that is not
@@ -127,6 +129,24 @@ pub enum Error {
     #[error("local storage failed: {0}")]
     Storage(String),
 
+    /// The realtime channel was closed, by the app or for good by the server, so it takes no
+    /// more messages.
+    ///
+    /// Open a new channel if the app still needs one.
+    #[error("the channel is closed")]
+    ChannelClosed,
+
+    /// A realtime channel's outgoing queue is full and its overflow rule is
+    /// [`Overflow::Fail`](crate::realtime::Overflow::Fail): the message was not queued.
+    ///
+    /// Transient: the queue drains once the channel is connected again. Send later, or choose
+    /// another overflow rule.
+    #[error("the channel's outgoing queue is full ({capacity} messages)")]
+    QueueFull {
+        /// How many messages the queue holds.
+        capacity: usize,
+    },
+
     /// Something failed inside the SDK that should not have. Please report it.
     #[error("internal error: {0}")]
     Internal(String),
@@ -149,7 +169,9 @@ impl Error {
     /// Classifies this failure for retrying: the one place that decides it.
     pub fn retry_class(&self) -> RetryClass {
         match self {
-            Error::Offline | Error::Timeout | Error::Connection(_) => RetryClass::Now,
+            Error::Offline | Error::Timeout | Error::Connection(_) | Error::QueueFull { .. } => {
+                RetryClass::Now
+            }
             Error::Http {
                 status,
                 retry_after,
@@ -168,6 +190,7 @@ impl Error {
             | Error::InsecureTransport { .. }
             | Error::BodyTooLarge { .. }
             | Error::Decode(_)
+            | Error::ChannelClosed
             | Error::Internal(_) => RetryClass::Never,
         }
     }
@@ -302,8 +325,9 @@ mod tests {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<Error>();
 
+        // 48: the OAuth variant's two strings are the largest payload.
         assert!(
-            std::mem::size_of::<Error>() <= 40,
+            std::mem::size_of::<Error>() <= 48,
             "{}",
             std::mem::size_of::<Error>()
         );
@@ -346,6 +370,15 @@ mod tests {
         }
         assert!(!Error::Decode("x".into()).is_transient());
         assert!(!Error::BodyTooLarge { limit: 1 }.is_transient());
+    }
+
+    #[test]
+    fn test_a_full_queue_is_transient_and_a_closed_channel_is_not() {
+        assert_eq!(
+            Error::QueueFull { capacity: 8 }.retry_class(),
+            RetryClass::Now
+        );
+        assert_eq!(Error::ChannelClosed.retry_class(), RetryClass::Never);
     }
 
     #[test]

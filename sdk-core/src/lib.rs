@@ -43,6 +43,11 @@
 //! which keeps the backend's record of this device correct, in [`push`]. Push makes its calls
 //! through the same request pipeline as the app's own, so credentials, the refresh on a 401,
 //! retries and the offline check apply to them too.
+//! # Realtime
+//!
+//! [`Client::channel`] opens a WebSocket [`realtime::Channel`] that authenticates like requests
+//! do, reconnects with backoff, detects dead connections with pings, queues messages while
+//! disconnected and can resume from the last event it received.
 //!
 //! # Logging
 //!
@@ -58,6 +63,7 @@ mod connectivity;
 mod error;
 mod internal;
 pub mod push;
+pub mod realtime;
 mod request;
 mod response;
 mod retry;

@@ -269,7 +269,7 @@ impl fmt::Debug for RequestBuilder {
 ///
 /// An absolute URL is used as it is. A path is appended to the base URL's path, whether or not
 /// either has a slash at the join, and may carry its own query string.
-fn resolve(base: &Url, target: &str) -> Result<Url, Failure> {
+pub(crate) fn resolve(base: &Url, target: &str) -> Result<Url, Failure> {
     if let Ok(absolute) = Url::parse(target) {
         return Ok(absolute);
     }

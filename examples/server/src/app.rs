@@ -21,6 +21,7 @@ use axum::middleware;
 use axum::routing::{any, delete, get, post, put};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 
@@ -29,6 +30,7 @@ use crate::db::Db;
 use crate::faults::{self, Faults};
 use crate::oauth::{self, OAuth};
 use crate::problem::Problem;
+use crate::realtime::{self, Hub};
 use crate::stats::Stats;
 use crate::{control, devices, fixtures, todos};
 
@@ -49,17 +51,20 @@ pub(crate) struct AppState {
 
     /// The cacheable resources that tests define.
     pub cache: Arc<CacheResources>,
+    /// Open WebSockets and the event log.
+    pub realtime: Arc<Hub>,
 }
 
 impl AppState {
-    /// Creates the state around an opened database.
-    pub(crate) fn new(db: Db) -> Self {
+    /// Creates the state around an opened database; `shutdown` turns true when the server stops.
+    pub(crate) fn new(db: Db, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             db,
             faults: Arc::default(),
             stats: Arc::default(),
             oauth: Arc::default(),
             cache: Arc::default(),
+            realtime: Arc::new(Hub::new(shutdown)),
         }
     }
 }
@@ -125,6 +130,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(oauth::device::verification_page).post(oauth::device::verification_submit),
         )
         .route("/me", get(oauth::userinfo::me))
+        .route("/ws", get(realtime::upgrade))
         .route(
             "/devices/{installation_id}",
             get(devices::fetch)
@@ -144,6 +150,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_control/reset", post(control::reset))
         .route("/_control/cache/resources/{name}", put(cache::define))
         .route("/_control/cache/resources", delete(cache::clear))
+        .route(
+            "/_control/realtime/publish",
+            post(realtime::control::publish),
+        )
+        .route(
+            "/_control/realtime/drop",
+            post(realtime::control::drop_connections),
+        )
+        .route(
+            "/_control/realtime/silence",
+            post(realtime::control::silence),
+        )
+        .route("/_control/realtime/close", post(realtime::control::close))
         .route("/_control/oauth/settings", post(oauth::control::settings))
         .route(
             "/_control/oauth/expire-access-tokens",

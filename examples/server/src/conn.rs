@@ -1,8 +1,8 @@
 //! The accept loop, and the kill switch that lets a fault reset one connection.
 //!
 //! Each accepted TCP stream is wrapped in a [`KillableStream`] and served by
-//! hyper-util's automatic builder, which speaks HTTP/1.1 and, with prior
-//! knowledge, HTTP/2 over cleartext. The connection's [`KillSwitch`] is put in
+//! hyper-util's automatic builder, which speaks HTTP/1.1 (with upgrades, for
+//! WebSockets) and, with prior knowledge, HTTP/2 over cleartext. The connection's [`KillSwitch`] is put in
 //! the extensions of every request it carries.
 //!
 //! Killing the switch does three things: the stream refuses any further read
@@ -217,7 +217,9 @@ async fn serve_connection(stream: TcpStream, app: Router, mut shutdown: watch::R
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
 
-    let conn = builder.serve_connection(io, TowerToHyperService::new(service));
+    // With upgrades, so that `/ws` can take the connection over; the kill switch stays in the
+    // stream, so a killed WebSocket is reset like any other connection.
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     tokio::pin!(conn);
 
     let mut draining = false;

@@ -19,7 +19,9 @@ use crate::devices;
 use crate::faults::FaultRule;
 use crate::oauth::store;
 use crate::problem::Problem;
-use crate::stats::{CacheCounters, Counters, OAuthCounters, PushCounters, SlowCounters};
+use crate::stats::{
+    CacheCounters, Counters, OAuthCounters, PushCounters, RealtimeCounters, SlowCounters,
+};
 
 /// The largest fault rule body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -35,6 +37,15 @@ struct StatsBody {
     oauth: OAuthStats,
     cache: std::collections::BTreeMap<String, CacheCounters>,
     push: PushStats,
+    realtime: RealtimeStats,
+}
+
+/// The `realtime` part of the stats: the endpoint's counters and the sockets open now.
+#[derive(Debug, Serialize)]
+struct RealtimeStats {
+    #[serde(flatten)]
+    counters: RealtimeCounters,
+    open_connections: usize,
 }
 
 /// The `oauth` part of the stats: the handlers' counters and the grants in the store.
@@ -102,6 +113,7 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
         oauth,
         cache,
         push,
+        realtime,
     } = state.stats.snapshot();
     Json(StatsBody {
         total,
@@ -119,12 +131,16 @@ pub(crate) async fn stats(State(state): State<AppState>, uri: Uri) -> Response {
             counters: push,
             devices,
         },
+        realtime: RealtimeStats {
+            counters: realtime,
+            open_connections: state.realtime.open(),
+        },
     })
     .into_response()
 }
 
 /// `POST /_control/reset`: deletes all data (todos, devices, OAuth state), rules, counts,
-/// cache resources and OAuth settings.
+/// cache resources, OAuth settings, and realtime sockets and events.
 pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     if let Err(err) = state.db.clear().await {
         return err.into_problem(uri.path()).into_response();
@@ -134,6 +150,7 @@ pub(crate) async fn reset(State(state): State<AppState>, uri: Uri) -> Response {
     state.stats.reset();
     state.oauth.reset();
     state.cache.clear();
+    state.realtime.reset();
     info!("server reset");
 
     StatusCode::NO_CONTENT.into_response()

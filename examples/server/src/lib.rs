@@ -6,9 +6,10 @@
 //! every write, and test controls under
 //! `/_control` that inject faults (error statuses, delays, TCP resets) and
 //! report what the server saw. It is also an OAuth 2.0 authorization server
-//! guarding one resource, `/me`, for the SDK's sign-in and token refresh
-//! tests, and a device registry (`/devices/{installation_id}`) where apps
-//! register their push tokens. `docs/server-contract.md` describes the contract
+//! guarding `/me` and the WebSocket endpoint `/ws` (echo, publish, event
+//! replay) for the SDK's sign-in, token refresh and realtime tests, and a device
+//! registry (`/devices/{installation_id}`) where apps register their push
+//! tokens. `docs/server-contract.md` describes the contract
 //! for backend teams; this crate is what the SDK's tests run against.
 //!
 //! Tests embed it in-process:
@@ -35,6 +36,7 @@ mod fixtures;
 mod idempotency;
 mod oauth;
 mod problem;
+mod realtime;
 mod stats;
 mod todos;
 
@@ -122,9 +124,9 @@ pub async fn start(config: Config) -> io::Result<RunningServer> {
 
     let listener = TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
-    let app = app::router(AppState::new(db));
-
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let app = app::router(AppState::new(db, shutdown_rx.clone()));
+
     let task = tokio::spawn(conn::serve(listener, app, shutdown_rx));
     info!(%addr, database = ?config.database, "server listening");
 

@@ -41,6 +41,31 @@ pub(crate) struct Counters {
     pub push: PushCounters,
     /// Requests to each cacheable resource, by name.
     pub cache: BTreeMap<String, CacheCounters>,
+    /// What the WebSocket endpoint saw.
+    pub realtime: RealtimeCounters,
+}
+
+/// What the WebSocket endpoint saw; the open sockets are counted by the hub instead.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct RealtimeCounters {
+    /// Upgrades that completed: sockets opened.
+    pub connections_accepted: u64,
+
+    /// Requests to `/ws` the handler refused: not an upgrade, no or a bad token, a bad
+    /// `last_event_id`.
+    pub handshakes_rejected: u64,
+
+    /// Sockets opened with `last_event_id`.
+    pub resumed: u64,
+
+    /// Events sent from the replay buffer to resuming sockets.
+    pub events_replayed: u64,
+
+    /// Events published, by clients or through the control.
+    pub events_published: u64,
+
+    /// Text and binary messages read from clients.
+    pub messages_received: u64,
 }
 
 /// What one cacheable resource saw.
@@ -153,6 +178,11 @@ impl Stats {
         change(&mut self.lock().push);
     }
 
+    /// Changes the realtime counters with `change`.
+    pub(crate) fn record_realtime(&self, change: impl FnOnce(&mut RealtimeCounters)) {
+        change(&mut self.lock().realtime);
+    }
+
     /// Returns a copy of the counters.
     pub(crate) fn snapshot(&self) -> Counters {
         self.lock().clone()
@@ -196,6 +226,7 @@ mod tests {
         stats.record_oauth(|oauth| oauth.token_requests += 1);
         stats.record_cache("r", |cache| cache.requests += 1);
         stats.record_push(|push| push.registrations += 1);
+        stats.record_realtime(|realtime| realtime.connections_accepted += 1);
 
         stats.reset();
 

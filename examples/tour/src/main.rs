@@ -12,6 +12,7 @@ use roundtrip::auth::{
     KeychainStore, MemoryStore, OAuthConfig, Secret, SessionEvent, StoredTokens, TokenStore,
 };
 use roundtrip::push::{PushConfig, PushToken, RoundtripMessage};
+use roundtrip::realtime::{ChannelEvent, ChannelState, Message};
 use roundtrip::{CachePolicy, CacheSource, Client, Error, RetryPolicy};
 use roundtrip_server::Config;
 use serde_json::{Value, json};
@@ -51,6 +52,7 @@ async fn main() -> TourResult {
     sessions(&server.base_url(), &control).await?;
     caching(&client, &control).await?;
     push(&server.base_url(), &storage.path().join("app"), &control).await?;
+    realtime(&server.base_url(), &control).await?;
 
     server.shutdown().await;
     println!("\nDone: every step behaved as described.");
@@ -445,6 +447,114 @@ async fn push(base_url: &str, storage: &std::path::Path, control: &Client) -> To
 
 async fn device_registry(control: &Client) -> Result<Vec<Value>, Error> {
     control.get("/_control/devices").await?.json()
+}
+
+async fn realtime(base_url: &str, control: &Client) -> TourResult {
+    step(10, "Realtime: a channel survives a dropped connection");
+    let client = Client::builder(base_url)
+        .oauth(OAuthConfig::discover("roundtrip-demo", base_url)?)
+        .token_store(Arc::new(MemoryStore::default()))
+        .build()?;
+    client
+        .session()
+        .ok_or("the client has no session")?
+        .sign_in_with_password("alice", "wonderland")
+        .await?;
+    let channel = client
+        .channel("/ws")
+        .ping_interval(Duration::from_secs(5))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2))
+        .resume(true)
+        .open()?;
+    let mut events = Box::pin(channel.events());
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .ok()
+            .flatten()
+            .ok_or("no channel event in time")
+    };
+
+    while !matches!(
+        next().await?,
+        ChannelEvent::State(ChannelState::Connected { .. })
+    ) {}
+    println!("   connected to /ws with the session's access token");
+    let first = publish(control, json!({ "headline": "first" })).await?;
+    if let ChannelEvent::Event { id, data } = next().await? {
+        println!("   event {id}: {data}");
+    }
+
+    // Hold the next upgrade back a little, so the drop is visible.
+    fault(
+        control,
+        json!({ "path": "/ws", "count": 1, "kind": "delay", "delay_ms": 300 }),
+    )
+    .await?;
+    control
+        .post("/_control/realtime/drop")
+        .json(&json!({}))
+        .await?;
+    println!("   the server resets the connection (TCP RST)");
+    let mut reconnected = false;
+    let mut queued = false;
+    let mut replayed = Vec::new();
+    let mut echoed = None;
+    while echoed.is_none() || replayed.is_empty() {
+        match next().await? {
+            ChannelEvent::State(ChannelState::Reconnecting {
+                attempt,
+                delay,
+                cause,
+            }) => {
+                println!("   reconnecting: retry {attempt} in {delay:.0?} after \"{cause}\"");
+                if queued {
+                    continue;
+                }
+                queued = true;
+                channel.send_text("sent while disconnected")?;
+                let second = publish(control, json!({ "headline": "second" })).await?;
+                println!(
+                    "   meanwhile: {} message queued, event {second} published",
+                    channel.queued_messages()
+                );
+            }
+            ChannelEvent::State(ChannelState::Connected { .. }) => {
+                reconnected = true;
+                println!("   connected again, resuming after event {first}");
+            }
+            ChannelEvent::Event { id, data } => {
+                println!("   event {id} (missed while down, replayed): {data}");
+                replayed.push(id);
+            }
+            ChannelEvent::Message(Message::Text(text)) => {
+                println!("   echo: {text}");
+                echoed = Some(text);
+            }
+            _ => {}
+        }
+    }
+    channel.close().await;
+    let stats = stats(control).await?;
+    println!(
+        "   server: {} connections accepted, {} resumed",
+        stats["realtime"]["connections_accepted"], stats["realtime"]["resumed"]
+    );
+    check(
+        reconnected
+            && replayed == [first + 1]
+            && echoed.as_deref() == Some("sent while disconnected"),
+        "the channel reconnected, flushed its queue and lost no event",
+    )
+}
+
+async fn publish(control: &Client, data: Value) -> Result<u64, Error> {
+    let published: Value = control
+        .post("/_control/realtime/publish")
+        .json(&json!({ "data": data }))
+        .await?
+        .json()?;
+    Ok(published["id"].as_u64().unwrap_or_default())
 }
 
 /// The platform keychain, if it accepts a write here (a Linux session may lack a usable kernel

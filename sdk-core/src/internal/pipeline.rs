@@ -134,7 +134,7 @@ async fn attempt_once(
 }
 
 /// Adds the client's credentials to a request for its own origin.
-async fn authenticate(
+pub(crate) async fn authenticate(
     shared: &Shared,
     url: &mut Url,
     headers: &mut HeaderMap,
@@ -237,7 +237,7 @@ async fn read_body(mut response: reqwest::Response, limit: u64) -> Result<Bytes,
     Ok(body.freeze())
 }
 
-fn status_failure(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+pub(crate) fn status_failure(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
     let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

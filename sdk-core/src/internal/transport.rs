@@ -25,7 +25,9 @@ pub(crate) struct TransportConfig {
 }
 
 pub(crate) fn build(config: TransportConfig) -> Result<reqwest::Client, Failure> {
-    let tls = tls_config(config.extra_roots)?;
+    let mut tls = tls_config(config.extra_roots)?;
+    // Offer HTTP/2 first; servers that do not speak it answer with HTTP/1.1.
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let allow_insecure_http = config.allow_insecure_http;
 
     let redirects = redirect::Policy::custom(move |attempt| {
@@ -50,6 +52,18 @@ pub(crate) fn build(config: TransportConfig) -> Result<reqwest::Client, Failure>
     Ok(client)
 }
 
+/// The TLS configuration of realtime channels: the same provider and roots as HTTP, offering
+/// HTTP/1.1 only, since the WebSocket upgrade (RFC 6455) is an HTTP/1.1 exchange.
+pub(crate) fn websocket_tls(
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<Arc<rustls::ClientConfig>, Failure> {
+    let mut tls = tls_config(extra_roots)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// rustls with *ring*, the Mozilla roots and the app's extra roots: the one place the crypto
+/// provider is chosen.
 fn tls_config(extra_roots: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, Failure> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -59,13 +73,10 @@ fn tls_config(extra_roots: Vec<CertificateDer<'static>>) -> Result<rustls::Clien
     }
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-
-    // Offer HTTP/2 first; servers that do not speak it answer with HTTP/1.1.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -142,5 +153,12 @@ mod tests {
         };
 
         assert!(build(config).is_ok());
+    }
+
+    #[test]
+    fn test_websocket_tls_offers_http1_only() {
+        let tls = websocket_tls(Vec::new()).unwrap();
+
+        assert_eq!(tls.alpn_protocols, [b"http/1.1".to_vec()]);
     }
 }

@@ -11,6 +11,7 @@ mod connectivity;
 mod errors;
 mod http;
 mod push;
+mod realtime;
 mod retry;
 mod safety;
 mod session;

@@ -113,7 +113,7 @@ pub(crate) async fn require_user(
 /// The credential of an `Authorization: Bearer` header (RFC 6750 2.1), if there is one.
 ///
 /// The scheme is case-insensitive; another scheme counts as no credentials.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
 
@@ -124,7 +124,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// 401 with a bearer challenge, naming `invalid_token` when a token was presented.
-fn unauthorized(instance: &str, invalid_token: Option<&str>) -> Response {
+pub(crate) fn unauthorized(instance: &str, invalid_token: Option<&str>) -> Response {
     let (challenge, detail) = match invalid_token {
         None => (
             format!("Bearer realm=\"{REALM}\""),

@@ -42,6 +42,16 @@ class TestServer private constructor(
         control("POST", "/_control/faults", body = ruleJson, expect = 204)
     }
 
+    /** `POST /_control/realtime/ACTION` (`drop`, `silence`, `close`) on every open socket. */
+    fun realtime(action: String, bodyJson: String = "{}") {
+        control("POST", "/_control/realtime/$action", body = bodyJson, expect = 200)
+    }
+
+    /** `POST /_control/realtime/publish` with [dataJson] as the event's data; returns its id. */
+    fun publish(dataJson: String): Long =
+        JSONObject(control("POST", "/_control/realtime/publish", """{"data":$dataJson}""", 200))
+            .getLong("id")
+
     /** `POST /_control/oauth/expire-access-tokens`: every access token issued so far expires. */
     fun expireAccessTokens() {
         control("POST", "/_control/oauth/expire-access-tokens", body = null, expect = 204)
