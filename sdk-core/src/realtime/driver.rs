@@ -43,8 +43,11 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// the outgoing queue again.
 const READ_BATCH: usize = 256;
 
-/// How many queued messages are taken for the socket at a time; one flush follows each batch.
+/// How many queued messages are taken for the socket at a time.
 const WRITE_BATCH: usize = 64;
+
+/// How many messages at most are handed to the socket between two flushes.
+const FLUSH_EVERY: usize = 1024;
 
 /// How an open connection ended.
 enum End {
@@ -375,7 +378,7 @@ impl Link {
                 }
                 _ = network_change(&mut signals.online, true) => break End::Offline,
                 () = self.inner.outbox.arrived(), if writer.is_idle() => {}
-                written = poll_fn(|cx| writer.poll_write(&mut sink, cx)), if !writer.is_idle() => {
+                written = poll_fn(|cx| writer.poll_write(&mut sink, &self.inner.outbox, cx)), if !writer.is_idle() => {
                     if let Err(error) = written {
                         break End::Lost(websocket_error(error));
                     }
@@ -512,7 +515,7 @@ impl Link {
                         break;
                     }
                 }
-                if poll_fn(|cx| writer.poll_write(&mut sink, cx))
+                if poll_fn(|cx| writer.poll_write(&mut sink, &self.inner.outbox, cx))
                     .await
                     .is_err()
                 {
@@ -553,6 +556,8 @@ type Stream = SplitStream<Socket>;
 struct Writer {
     pending: VecDeque<Outgoing>,
     unflushed: bool,
+    /// Messages handed to the socket since the last flush.
+    since_flush: usize,
 }
 
 enum Outgoing {
@@ -575,14 +580,26 @@ impl Writer {
         self.pending.push_front(Outgoing::Ping(number));
     }
 
-    /// Hands pending messages to the socket, then flushes. A message leaves `pending` only once
-    /// the socket took it, so cancelling this loses nothing.
+    /// Hands pending messages to the socket, topping them up from `outbox` up to
+    /// [`FLUSH_EVERY`] messages, then flushes: many small messages share one write to the
+    /// network. A message leaves `pending` only once the socket took it, so cancelling this
+    /// loses nothing.
     fn poll_write(
         &mut self,
         sink: &mut Sink,
+        outbox: &Outbox,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), tungstenite::Error>> {
-        while !self.pending.is_empty() {
+        loop {
+            if self.pending.is_empty() {
+                if self.since_flush >= FLUSH_EVERY {
+                    break;
+                }
+                self.take_from(outbox);
+                if self.pending.is_empty() {
+                    break;
+                }
+            }
             ready!(sink.poll_ready_unpin(cx))?;
             let message = match self.pending.pop_front() {
                 Some(Outgoing::App(message)) => to_websocket(message),
@@ -593,11 +610,13 @@ impl Writer {
             };
             sink.start_send_unpin(message)?;
             self.unflushed = true;
+            self.since_flush += 1;
         }
         if self.unflushed {
             ready!(sink.poll_flush_unpin(cx))?;
             self.unflushed = false;
         }
+        self.since_flush = 0;
         Poll::Ready(Ok(()))
     }
 

@@ -11,7 +11,11 @@
 //! whose permits the stream gives back as it takes batches.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+
+use futures_util::Stream;
 
 use tokio::sync::{Semaphore, mpsc};
 use tracing::warn;
@@ -46,14 +50,31 @@ pub(crate) struct Receiver {
 
 impl Receiver {
     /// The next event; `None` once the channel stopped and every event was taken.
+    #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<ChannelEvent> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ChannelEvent>> {
         if let Some(event) = self.ready.pop_front() {
-            return Some(event);
+            return Poll::Ready(Some(event));
         }
-        let batch = self.batches.recv().await?;
+        let Some(batch) = ready!(self.batches.poll_recv(cx)) else {
+            return Poll::Ready(None);
+        };
         self.room.add_permits(batch.len().min(self.buffer));
         self.ready.extend(batch);
-        self.ready.pop_front()
+        Poll::Ready(self.ready.pop_front())
+    }
+}
+
+/// A stream's events, one at a time: what [`Channel::events`](crate::realtime::Channel::events)
+/// returns.
+impl Stream for Receiver {
+    type Item = ChannelEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ChannelEvent>> {
+        self.poll_recv(cx)
     }
 }
 

@@ -494,10 +494,7 @@ impl Channel {
     /// back once its buffer is full (see [`ChannelBuilder::event_buffer`]): messages wait in the
     /// network instead of being lost.
     pub fn events(&self) -> impl Stream<Item = ChannelEvent> + Send + 'static {
-        let receiver = self.handle.inner.subscribers.subscribe();
-        futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|event| (event, receiver))
-        })
+        self.handle.inner.subscribers.subscribe()
     }
 
     /// The current state.
