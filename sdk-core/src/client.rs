@@ -84,13 +84,8 @@ impl Shared {
                     | Credentials::ApiKeyQuery { key, .. } => key,
                     Credentials::BearerToken(token) => token,
                 };
-                let digest =
-                    ring::digest::digest(&ring::digest::SHA256, secret.expose().as_bytes());
-                let hex: String = digest.as_ref()[..16]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                format!("credential:{hex}")
+                let hex = crate::internal::digest::sha256_hex(secret.expose().as_bytes());
+                format!("credential:{}", &hex[..32])
             }
         }
     }

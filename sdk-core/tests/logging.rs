@@ -32,6 +32,17 @@ impl Write for Captured {
     }
 }
 
+/// Captures this thread's log output with `filter` until the guard is dropped.
+fn capture(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
 impl<'a> MakeWriter<'a> for Captured {
     type Writer = Captured;
 
@@ -42,13 +53,7 @@ impl<'a> MakeWriter<'a> for Captured {
 
 #[tokio::test]
 async fn test_logs_describe_requests_without_secrets() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("roundtrip=trace,warn")
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture("roundtrip=trace,warn");
     let harness =
         Harness::with_client(|builder| builder.default_header("x-api-key", "header-secret-1"))
             .await;
@@ -84,13 +89,7 @@ async fn test_logs_describe_requests_without_secrets() {
 
 #[tokio::test]
 async fn test_a_full_session_leaves_no_token_in_logs_or_files() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("roundtrip=trace,roundtrip_server=trace,warn")
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture("roundtrip=trace,roundtrip_server=trace,warn");
     let dir = tempfile::tempdir().unwrap();
     let server = roundtrip_server::start(roundtrip_server::Config {
         database: Some(dir.path().join("server.sqlite3")),
@@ -156,13 +155,7 @@ async fn test_a_full_session_leaves_no_token_in_logs_or_files() {
 
 #[tokio::test]
 async fn test_push_tokens_stay_out_of_logs_and_files() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("roundtrip=trace,warn")
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture("roundtrip=trace,warn");
     let dir = tempfile::tempdir().unwrap();
     let server = roundtrip_server::start(Default::default()).await.unwrap();
     let url = server.base_url();

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use rusqlite::{OptionalExtension, params};
 
 use crate::cache::rules::{self, Timing};
-use crate::internal::redact;
+use crate::internal::{digest, redact};
 use crate::storage::Database;
 use crate::{Error, Response};
 
@@ -297,12 +297,7 @@ fn decode_headers(text: &str) -> Option<HeaderMap> {
 }
 
 fn vary_hash(key: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    digest
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    digest::sha256_hex(key.as_bytes())
 }
 
 fn millis(time: SystemTime) -> i64 {

@@ -46,19 +46,14 @@ impl PushToken {
     /// The token as sent to the server.
     pub(crate) fn wire(&self) -> String {
         match self {
-            PushToken::Apns(bytes) => bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
+            PushToken::Apns(bytes) => crate::internal::digest::hex(bytes),
             PushToken::Fcm(token) | PushToken::UnifiedPush(token) => token.clone(),
         }
     }
 
     /// A SHA-256 of the token on the wire, in hex: what the SDK stores to notice a new token.
     pub(crate) fn fingerprint(&self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.wire().as_bytes());
-        digest
-            .as_ref()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        crate::internal::digest::sha256_hex(self.wire().as_bytes())
     }
 
     /// The token in a form fit for logs: the platform, the first characters and the length.
